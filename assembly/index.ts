@@ -1,0 +1,3 @@
+// The kernel module: every op's forward and backward, one file per op. Pointers in, pointers out;
+// nothing here allocates (runtime "stub", and the host owns the arena above heap_base()).
+export * from "./memory";
