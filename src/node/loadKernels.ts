@@ -17,7 +17,10 @@ export function kernelWasmPath(file = "edgenn.wasm"): string {
 }
 
 export function kernelModule(): WebAssembly.Module {
-  cachedModule ??= new WebAssembly.Module(readFileSync(kernelWasmPath()));
+  // EDGENN_WASM points tests at another build (a kernel under development, the relaxed-SIMD build).
+  cachedModule ??= new WebAssembly.Module(
+    readFileSync(process.env.EDGENN_WASM || kernelWasmPath()),
+  );
   return cachedModule;
 }
 
