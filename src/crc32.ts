@@ -1,0 +1,20 @@
+// CRC-32 (IEEE 802.3, the zlib/PNG polynomial): checkpoints and .enn model files end with one.
+
+let table: Uint32Array | undefined;
+
+function makeTable(): Uint32Array {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+}
+
+export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  table ??= makeTable();
+  let c = 0xffffffff;
+  for (let i = start; i < end; i++) c = table[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}

@@ -1,0 +1,11 @@
+// edgenn: the platform-neutral API (no Node built-ins). Node conveniences: src/node/index.ts.
+export { Kernels } from "./kernels.js";
+export type { KernelAbi, Ptr } from "./kernelAbi.js";
+export * from "./spec.js";
+export { Model, ModelError, type ModelOptions, type LossName, type BatchPlan } from "./model.js";
+export * from "./train.js";
+export * from "./optimizer.js";
+export * from "./checkpoint.js";
+export { Rng } from "./random.js";
+export { crc32 } from "./crc32.js";
+export * from "./referenceModels.js";

@@ -1,0 +1,24 @@
+// Node entry: the platform-neutral API plus conveniences that load the kernels from disk and read
+// and write files.
+import { loadCheckpoint, saveCheckpoint } from "../checkpoint.js";
+import { Model, type ModelOptions } from "../model.js";
+import type { ModelSpec, ResolvedModel } from "../spec.js";
+import { loadKernels } from "./loadKernels.js";
+import { readFileBytes, writeFileAtomic } from "./checkpointFile.js";
+
+export * from "../index.js";
+export { loadKernels, kernelModule, kernelWasmPath } from "./loadKernels.js";
+export { writeFileAtomic, readFileBytes } from "./checkpointFile.js";
+
+/** A model with its own kernel instance (its own memory). */
+export function createModel(spec: ModelSpec | ResolvedModel, options: ModelOptions = {}): Model {
+  return new Model(loadKernels(), spec, options);
+}
+
+export function writeCheckpointFile(model: Model, path: string): void {
+  writeFileAtomic(path, saveCheckpoint(model));
+}
+
+export function readCheckpointFile(path: string): Model {
+  return loadCheckpoint(readFileBytes(path), loadKernels());
+}
