@@ -1,0 +1,134 @@
+// `npm run bench`: training throughput and accuracy of the reference models on Fashion-MNIST
+// (the full set from ../shared when present, else the bundled subset), TensorFlow.js wasm on the
+// same models and data in the same run, and the GEMM/conv micro-benchmarks. Prints a table with
+// ratios and writes bench/results/<timestamp>.json.
+//
+// Options: --quick (fewer epochs/batches, for a smoke run), --only mlp|cnn|gemm.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { Model } from "../src/model.js";
+import { loadKernels } from "../src/node/loadKernels.js";
+import {
+  defaultDataDir,
+  fullDataDir,
+  packageRoot,
+  readIdxDataset,
+} from "../src/node/readDataset.js";
+import { cnnSpec, mlpSpec } from "../src/referenceModels.js";
+import { evaluate, fit } from "../src/train.js";
+import { tfjsTrainThroughput, useTfjsWasm } from "./tfjsBaseline.js";
+
+const args = process.argv.slice(2);
+const quick = args.includes("--quick");
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+
+interface TrainRow {
+  model: string;
+  epochs: number;
+  samplesPerSecond: number;
+  epochSeconds: number[];
+  testAccuracy: number;
+  tfjsSamplesPerSecond?: number;
+  ratio?: number;
+  target: { samplesPerSecond: number; testAccuracy: number };
+}
+
+async function main(): Promise<void> {
+  const dataDir = fullDataDir() ?? defaultDataDir();
+  const { train, test } = await readIdxDataset(dataDir);
+  const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+  console.log(
+    `edgenn bench — ${new Date().toISOString()}\nmachine: ${machine}\ndata: ${dataDir} (${train.count} train / ${test.count} test)\n`,
+  );
+  const results: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    machine,
+    data: dataDir,
+    quick,
+  };
+  const rows: TrainRow[] = [];
+
+  const runs = [
+    {
+      name: "mlp",
+      spec: mlpSpec(),
+      epochs: quick ? 1 : 5,
+      target: { samplesPerSecond: 20000, testAccuracy: 0.875 },
+      tfBatches: quick ? 20 : 150,
+    },
+    {
+      name: "cnn",
+      spec: cnnSpec(),
+      epochs: quick ? 1 : 3,
+      target: { samplesPerSecond: 1000, testAccuracy: 0.91 },
+      tfBatches: quick ? 3 : 15,
+    },
+  ];
+  for (const r of runs) {
+    if (only && only !== r.name) continue;
+    const model = new Model(loadKernels(), r.spec, {
+      seed: 0,
+      optimizer: { type: "adam", learningRate: 1e-3 },
+    });
+    const epochSeconds: number[] = [];
+    await fit(model, train.x, train.y, {
+      epochs: r.epochs,
+      batchSize: 64,
+      onEpochEnd: (l) => {
+        epochSeconds.push(l.seconds);
+        console.log(
+          `  ${r.name} epoch ${l.epoch + 1}/${r.epochs}: loss ${l.loss.toFixed(4)} acc ${l.accuracy.toFixed(4)} ${Math.round(l.samplesPerSecond)} samples/s`,
+        );
+      },
+    });
+    const ev = evaluate(model, test.x, test.y);
+    const total = epochSeconds.reduce((a, b) => a + b, 0);
+    const row: TrainRow = {
+      model: r.name,
+      epochs: r.epochs,
+      samplesPerSecond: (train.count * r.epochs) / total,
+      epochSeconds,
+      testAccuracy: ev.accuracy,
+      target: r.target,
+    };
+    const tf = await tfjsTrainThroughput(r.spec, train.x, train.y, 64, r.tfBatches);
+    row.tfjsSamplesPerSecond = tf.samplesPerSecond;
+    row.ratio = row.samplesPerSecond / tf.samplesPerSecond;
+    rows.push(row);
+  }
+  if (rows.length) {
+    const env = await useTfjsWasm();
+    console.log(
+      `\ntraining, batch 64, Adam 1e-3, one thread (TF.js: tfjs-backend-wasm, SIMD ${env.simd}, threads ${env.threads})`,
+    );
+    console.log(
+      "model | epochs | edgenn samples/s | TF.js wasm samples/s | ratio | test acc | target",
+    );
+    for (const r of rows)
+      console.log(
+        `${r.model} | ${r.epochs} | ${Math.round(r.samplesPerSecond)} | ${Math.round(r.tfjsSamplesPerSecond!)} | ${r.ratio!.toFixed(1)}x | ${r.testAccuracy.toFixed(4)} | >= ${r.target.samplesPerSecond}/s, >= ${r.target.testAccuracy}`,
+      );
+    results.training = rows;
+  }
+  if (!only || only === "gemm") {
+    try {
+      const gemm = (await import("./gemm.js")) as {
+        runGemmBench?: () => Promise<unknown> | unknown;
+      };
+      if (gemm.runGemmBench) results.kernels = await gemm.runGemmBench();
+    } catch (e) {
+      console.log(`kernel micro-benchmarks unavailable: ${(e as Error).message}`);
+    }
+  }
+  const dir = join(packageRoot(), "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(
+    dir,
+    `${new Date().toISOString().replace(/[:.]/g, "-")}${quick ? "-quick" : ""}.json`,
+  );
+  writeFileSync(file, JSON.stringify(results, null, 2));
+  console.log(`\nresults written to ${file}`);
+}
+
+await main();
