@@ -1,0 +1,316 @@
+// gemm_f32 (packed 4x8 SIMD micro-kernel) against its scalar twin, the plain triple loop, and
+// against a float64 product computed here: every tail of M (mod 4), N (mod 8) and K, the three
+// transposition patterns plus generic strides, bias/clamp/accumulate on and off, the KC/MC/NC
+// block boundaries, and guard values around C to catch stray writes.
+import { describe, expect, it } from "vitest";
+import type { Kernels } from "../src/kernels.js";
+import { loadKernels } from "../src/node/loadKernels.js";
+
+/** mulberry32: a tiny seeded PRNG, floats in [-1, 1). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  };
+}
+
+/** Bump allocator over the kernel memory, 64-byte aligned like the host arena. */
+class Bump {
+  private cursor: number;
+  constructor(private readonly k: Kernels) {
+    this.cursor = k.heapBase;
+  }
+  floats(n: number): number {
+    const p = this.cursor;
+    this.cursor = Math.ceil((p + Math.max(n, 1) * 4) / 64) * 64;
+    this.k.ensure(this.cursor);
+    return p;
+  }
+  bytes(n: number): number {
+    return this.floats(Math.ceil(n / 4));
+  }
+}
+
+type Layout = "NN" | "NT" | "TN" | "TT" | "strided";
+
+interface Strides {
+  rsA: number;
+  csA: number;
+  rsB: number;
+  csB: number;
+  /** floats each operand needs */
+  aLen: number;
+  bLen: number;
+}
+
+/** Element strides for A[M,K] and B[K,N] stored as the layout says (transposes via strides). */
+function strides(layout: Layout, M: number, N: number, K: number): Strides {
+  switch (layout) {
+    case "NN":
+      return { rsA: K, csA: 1, rsB: N, csB: 1, aLen: M * K, bLen: K * N };
+    case "NT": // B stored as [N,K] (dX = dY.W^T)
+      return { rsA: K, csA: 1, rsB: 1, csB: K, aLen: M * K, bLen: K * N };
+    case "TN": // A stored as [K,M] (dW = X^T.dY)
+      return { rsA: 1, csA: M, rsB: N, csB: 1, aLen: M * K, bLen: K * N };
+    case "TT":
+      return { rsA: 1, csA: M, rsB: 1, csB: K, aLen: M * K, bLen: K * N };
+    case "strided": // padded leading dimensions and non-unit inner strides: the generic packers
+      return {
+        rsA: 2 * K + 3,
+        csA: 2,
+        rsB: 1,
+        csB: K + 5,
+        aLen: (M - 1) * (2 * K + 3) + 2 * (K - 1) + 1,
+        bLen: (N - 1) * (K + 5) + K,
+      };
+  }
+}
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  layout: Layout;
+  bias: boolean;
+  clamp: boolean;
+  accumulate: boolean;
+  ldcPad: number;
+}
+
+const GUARD = 12345.5;
+const LO = -0.25;
+const HI = 0.6;
+
+function runCase(k: Kernels, c: Case, seed: number): void {
+  const { M, N, K, layout } = c;
+  const s = strides(layout, M, N, K);
+  const ldc = N + c.ldcPad;
+  const r = rng(seed);
+  const mem = new Bump(k);
+  const A = mem.floats(Math.max(s.aLen, 1));
+  const B = mem.floats(Math.max(s.bLen, 1));
+  const bias = c.bias ? mem.floats(N) : 0;
+  // C with 16 guard floats before and after; the ldc padding columns are guarded too.
+  const cLen = (M - 1) * ldc + N;
+  const Cs = mem.floats(cLen + 32) + 64;
+  const Cw = mem.floats(cLen + 32) + 64;
+  const scratch = mem.bytes(k.abi.gemm_scratch_bytes(M, N, K));
+  const f = k.f32;
+  for (let i = 0; i < s.aLen; i++) f[(A >> 2) + i] = r();
+  for (let i = 0; i < s.bLen; i++) f[(B >> 2) + i] = r();
+  if (bias) for (let j = 0; j < N; j++) f[(bias >> 2) + j] = r();
+  const inC = (idx: number) => idx >= 0 && idx < cLen && idx % ldc < N;
+  for (let i = -16; i < cLen + 16; i++) {
+    const v = inC(i) ? r() : GUARD;
+    f[(Cs >> 2) + i] = v;
+    f[(Cw >> 2) + i] = v;
+  }
+  // float64 reference: sum and sum of magnitudes (for the rounding bound)
+  const want = new Float64Array(M * N);
+  const mag = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let acc = 0;
+      let m = 0;
+      for (let q = 0; q < K; q++) {
+        const p = f[(A >> 2) + i * s.rsA + q * s.csA] * f[(B >> 2) + q * s.rsB + j * s.csB];
+        acc += p;
+        m += Math.abs(p);
+      }
+      if (c.accumulate) {
+        acc += f[(Cs >> 2) + i * ldc + j];
+        m += Math.abs(f[(Cs >> 2) + i * ldc + j]);
+      }
+      if (bias) {
+        acc += f[(bias >> 2) + j];
+        m += Math.abs(f[(bias >> 2) + j]);
+      }
+      if (c.clamp) acc = Math.min(Math.max(acc, LO), HI);
+      want[i * N + j] = acc;
+      mag[i * N + j] = m;
+    }
+  }
+  const lo = c.clamp ? LO : -Infinity;
+  const hi = c.clamp ? HI : Infinity;
+  const acc = c.accumulate ? 1 : 0;
+  k.abi.gemm_f32(M, N, K, A, s.rsA, s.csA, B, s.rsB, s.csB, Cs, ldc, bias, lo, hi, acc, scratch);
+  k.twin("gemm_f32")(M, N, K, A, s.rsA, s.csA, B, s.rsB, s.csB, Cw, ldc, bias, lo, hi, acc, 0);
+  const g = k.f32;
+  const label = `${layout} M=${M} N=${N} K=${K} bias=${c.bias} clamp=${c.clamp} acc=${c.accumulate} ldc=${ldc}`;
+  for (let i = -16; i < cLen + 16; i++) {
+    const got = g[(Cs >> 2) + i];
+    if (!inC(i)) {
+      if (got !== GUARD) expect.fail(`${label}: wrote outside C at offset ${i}: ${got}`);
+      if (g[(Cw >> 2) + i] !== GUARD) expect.fail(`${label}: twin wrote outside C at ${i}`);
+      continue;
+    }
+    const row = Math.floor(i / ldc);
+    const e = row * N + (i % ldc);
+    // f32 summation in any order: |error| <= ~K * eps * sum|terms|; 4x margin on eps.
+    const tol = 2.4e-7 * (K + 2) * mag[e] + 1e-7;
+    const twin = g[(Cw >> 2) + i];
+    if (Math.abs(got - want[e]) > tol || Math.abs(twin - want[e]) > tol) {
+      expect.fail(
+        `${label}: C[${row},${i % ldc}] simd=${got} twin=${twin} float64=${want[e]} tol=${tol}`,
+      );
+    }
+  }
+}
+
+const SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33];
+
+describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
+  it("every M, N, K tail in {1..33} for NN/NT/TN, cycling bias/clamp/accumulate", () => {
+    const k = loadKernels();
+    const layouts: Layout[] = ["NN", "NT", "TN"];
+    let n = 0;
+    for (const M of SIZES) {
+      for (const N of SIZES) {
+        for (const K of SIZES) {
+          const layout = layouts[n % 3];
+          const bits = Math.floor(n / 3);
+          runCase(
+            k,
+            {
+              M,
+              N,
+              K,
+              layout,
+              bias: (bits & 1) !== 0,
+              clamp: (bits & 2) !== 0,
+              accumulate: (bits & 4) !== 0,
+              ldcPad: n % 5 === 0 ? 3 : 0,
+            },
+            n,
+          );
+          n++;
+        }
+      }
+    }
+    expect(n).toBe(SIZES.length ** 3);
+  });
+
+  it("all 8 epilogue combinations on every layout, including TT and generic strides", () => {
+    const k = loadKernels();
+    const layouts: Layout[] = ["NN", "NT", "TN", "TT", "strided"];
+    let seed = 1000;
+    for (const layout of layouts) {
+      for (const [M, N, K] of [
+        [7, 13, 19],
+        [8, 16, 4],
+        [33, 9, 65],
+        [1, 1, 1],
+      ]) {
+        for (let bits = 0; bits < 8; bits++) {
+          runCase(
+            k,
+            {
+              M,
+              N,
+              K,
+              layout,
+              bias: (bits & 1) !== 0,
+              clamp: (bits & 2) !== 0,
+              accumulate: (bits & 4) !== 0,
+              ldcPad: bits & 1 ? 5 : 0,
+            },
+            seed++,
+          );
+        }
+      }
+    }
+  });
+
+  it("crosses the KC (256), MC (128) and NC (1024) block boundaries with tails", () => {
+    const k = loadKernels();
+    runCase(
+      k,
+      {
+        M: 131,
+        N: 1033,
+        K: 517,
+        layout: "NN",
+        bias: true,
+        clamp: true,
+        accumulate: true,
+        ldcPad: 2,
+      },
+      7,
+    );
+    runCase(
+      k,
+      {
+        M: 130,
+        N: 45,
+        K: 300,
+        layout: "TN",
+        bias: false,
+        clamp: false,
+        accumulate: true,
+        ldcPad: 0,
+      },
+      8,
+    );
+    runCase(
+      k,
+      {
+        M: 64,
+        N: 257,
+        K: 784,
+        layout: "NT",
+        bias: true,
+        clamp: false,
+        accumulate: false,
+        ldcPad: 1,
+      },
+      9,
+    );
+  });
+
+  it("K = 0 gives clamp(bias (+C)); M = 0 or N = 0 writes nothing", () => {
+    const k = loadKernels();
+    for (let bits = 0; bits < 8; bits++) {
+      runCase(
+        k,
+        {
+          M: 5,
+          N: 11,
+          K: 0,
+          layout: "NN",
+          bias: (bits & 1) !== 0,
+          clamp: (bits & 2) !== 0,
+          accumulate: (bits & 4) !== 0,
+          ldcPad: 1,
+        },
+        bits,
+      );
+    }
+    const mem = new Bump(k);
+    const C = mem.floats(64);
+    k.abi.fill_f32(C, 64, GUARD);
+    k.abi.gemm_f32(0, 8, 8, C, 8, 1, C, 8, 1, C, 8, 0, -Infinity, Infinity, 0, C);
+    k.abi.gemm_f32(8, 0, 8, C, 8, 1, C, 8, 1, C, 8, 0, -Infinity, Infinity, 0, C);
+    expect(Array.from(k.readF32(C, 64)).every((v) => v === GUARD)).toBe(true);
+  });
+
+  it("clamp keeps NaN visible (does not turn it into lo)", () => {
+    const k = loadKernels();
+    const mem = new Bump(k);
+    const [M, N, K] = [4, 8, 3];
+    const A = mem.floats(M * K);
+    const B = mem.floats(K * N);
+    const C = mem.floats(M * N);
+    const scratch = mem.bytes(k.abi.gemm_scratch_bytes(M, N, K));
+    k.abi.fill_f32(A, M * K, 1);
+    k.abi.fill_f32(B, K * N, 1);
+    k.f32[A >> 2] = NaN;
+    k.abi.gemm_f32(M, N, K, A, K, 1, B, N, 1, C, N, 0, 0, Infinity, 0, scratch);
+    const c = k.readF32(C, M * N);
+    expect(Number.isNaN(c[0])).toBe(true);
+    expect(c[N]).toBe(3);
+  });
+});
