@@ -9,3 +9,6 @@ export * from "./checkpoint.js";
 export { Rng } from "./random.js";
 export { crc32 } from "./crc32.js";
 export * from "./referenceModels.js";
+export * from "./lint.js";
+export * from "./idx.js";
+export * from "./dataset.js";

@@ -27,6 +27,7 @@ import {
   type ParamBlock,
   type ResolvedOptimizer,
 } from "./optimizer.js";
+import { LintError, hasErrors, lintLayerOrder } from "./lint.js";
 import { Rng } from "./random.js";
 import { resolveSpec, sizeOf, toSpec, type ModelSpec, type ResolvedModel } from "./spec.js";
 
@@ -39,6 +40,8 @@ export interface ModelOptions {
   optimizer?: OptimizerConfig;
   /** Default: cross-entropy when the model ends in softmax (or has several outputs), else MSE. */
   loss?: LossName;
+  /** Layer-order lint warnings become errors that stop model creation (LintError). */
+  strict?: boolean;
 }
 
 /** Per-batch-size memory plan. */
@@ -103,6 +106,10 @@ export class Model {
     options: ModelOptions = {},
   ) {
     this.resolved = "outputShape" in spec ? spec : resolveSpec(spec);
+    if (options.strict) {
+      const findings = lintLayerOrder(this.resolved, { strict: true });
+      if (hasErrors(findings)) throw new LintError(findings);
+    }
     this.layers = this.resolved.layers.map(makeRuntime);
     this.optimizer = resolveOptimizer(options.optimizer);
     this.loss = options.loss ?? this.defaultLoss();

@@ -2,6 +2,7 @@
 // batch with a gather kernel from shuffled row indices, runs forward, loss, backward and the
 // optimizer — all in WASM on planned offsets, so a training step allocates nothing.
 import { alignUp } from "./arena.js";
+import { LintError, hasErrors, lintLayerOrder } from "./lint.js";
 import { ModelError, type BatchPlan, type Model } from "./model.js";
 
 export type Labels = Int32Array | Uint8Array | Uint16Array | Float32Array | number[];
@@ -48,6 +49,8 @@ export interface FitOptions {
   onEpochEnd?: (log: EpochLog) => void | Promise<void>;
   /** Aborting stops training within one batch; the model stays usable. */
   signal?: AbortSignal;
+  /** Refuse to train a model whose layer order has lint warnings (they become errors). */
+  strict?: boolean;
   /** Yield to the event loop at least this often so progress renders and aborts arrive (default 50 ms). */
   yieldEveryMs?: number;
 }
@@ -144,6 +147,10 @@ export async function fit(
   y: Labels,
   options: FitOptions = {},
 ): Promise<History> {
+  if (options.strict) {
+    const findings = lintLayerOrder(model.resolved, { strict: true });
+    if (hasErrors(findings)) throw new LintError(findings);
+  }
   const N = model.checkInputs(x, "x");
   if (N === 0) throw new ModelError("fit needs at least one sample");
   const labels = prepareLabels(model, y, N);
