@@ -12,6 +12,8 @@ import type { OptimizerConfig } from "./optimizer.js";
 import { referenceSpec } from "./referenceModels.js";
 import { parseSpec, resolveSpec, toSpec, type ModelSpec } from "./spec.js";
 import { evaluate, fit, type BatchProgress, type EpochLog } from "./train.js";
+import { runImport } from "./cliImport.js";
+import { isTfjsModelJson, tfjsTopologyToSpec } from "./tfjsImport.js";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -46,6 +48,13 @@ function readSpec(arg: string): ModelSpec {
   if (!existsSync(arg))
     throw new UsageError(`no model "${arg}": use mlp, cnn or the path of a spec JSON file`);
   const text = readFileSync(arg, "utf8");
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined; // parseSpec reports the JSON error with its position
+  }
+  if (isTfjsModelJson(json)) return tfjsTopologyToSpec(json);
   return toSpec(parseSpec(text));
 }
 
@@ -260,6 +269,8 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
       }
       case "lint":
         return runLint(rest, out);
+      case "import":
+        return await runImport(rest, out);
       case "summary": {
         if (rest.length !== 1) throw new UsageError("summary takes one SPEC.json (or mlp/cnn)");
         out.log(new Model(loadKernels(), readSpec(rest[0])).summary());
