@@ -12,7 +12,7 @@
 //   channels_first, clipped ReLU, ...) is an error naming the layer and the field, never ignored.
 import type { Kernels } from "./kernels.js";
 import { layerTensors } from "./layers.js";
-import { Model, type ModelOptions } from "./model.js";
+import { Model, type LossName, type ModelOptions } from "./model.js";
 import {
   resolveSpec,
   SpecError,
@@ -985,9 +985,35 @@ export function importTfjsModel(
   options: ModelOptions = {},
 ): Model {
   const { spec, weights } = importTfjsLayersModel(modelJson, weightData);
-  const model = new Model(kernels, spec, options);
+  const loss = options.loss ?? tfjsTrainingLoss(modelJson, spec);
+  const model = new Model(kernels, spec, { ...options, ...(loss ? { loss } : {}) });
   model.setWeights(weights);
   return model;
+}
+
+const LOSSES: Record<string, LossName> = {
+  sparse_categorical_crossentropy: "sparseCategoricalCrossentropy",
+  categorical_crossentropy: "categoricalCrossentropy",
+  mean_squared_error: "meanSquaredError",
+  mse: "meanSquaredError",
+};
+
+/**
+ * The loss to train an imported model with: the one it was compiled with (TF.js `trainingConfig`,
+ * Keras `training_config`) when edgenn has it; else MSE for a sigmoid output, which edgenn's
+ * class-wise cross-entropy default would refuse; else undefined (Model's default).
+ */
+export function tfjsTrainingLoss(modelJson: unknown, spec: ModelSpec): LossName | undefined {
+  const mj = isObject(modelJson) ? modelJson : {};
+  const topo = isObject(mj.modelTopology) ? mj.modelTopology : mj;
+  const cfg =
+    mj.trainingConfig ?? mj.training_config ?? topo.training_config ?? topo.trainingConfig;
+  const raw = isObject(cfg) ? cfg.loss : undefined;
+  if (typeof raw === "string") {
+    const key = raw.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    if (key in LOSSES) return LOSSES[key];
+  }
+  return spec.layers[spec.layers.length - 1].type === "sigmoid" ? "meanSquaredError" : undefined;
 }
 
 /** The shard file paths of a model.json's weightsManifest, in the order their bytes are joined. */

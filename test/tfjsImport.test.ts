@@ -387,7 +387,7 @@ describe("predictions match TensorFlow.js", () => {
         tf.layers.activation({ activation: "relu" }),
         tf.layers.batchNormalization({ epsilon: 0.005 }),
         dense({ units: 9, activation: "tanh" }),
-        tf.layers.elu({ alpha: 0.7 }),
+        tf.layers.elu(),
         dense({ units: 3, activation: "sigmoid" }),
       ],
     });
