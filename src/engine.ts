@@ -1,0 +1,443 @@
+// The inference engine: runs a .enn model with the same kernels training uses. Platform-neutral
+// (no Node built-ins): Cloudflare Workers hand it a compiled WebAssembly.Module, Node gets a default
+// module registered by src/node/engine.ts.
+//
+// Memory is planned once per engine, for `maxBatch` samples (llama2.c style: nothing is allocated
+// per call):
+//   [ weights (f32; int8 kernels dequantised at load) | scaleShift constants (zeros, ones) ]
+//   [ x: [maxBatch, ...inputShape] | ping: [maxBatch, widest] | pong: [maxBatch, widest] | scratch ]
+// Dense/Conv2D/pooling write to the other ping-pong buffer; elementwise ops (activations,
+// scaleShift) work in place; flatten is a reinterpretation. Memory never grows after load, so the
+// typed views stay valid and `predict` returns a cached view of the output buffer.
+import { ArenaPlanner } from "./arena.js";
+import {
+  readEnn,
+  ModelFormatError,
+  type ActivationName,
+  type EnnLimits,
+  type EnnModel,
+  type EnnOp,
+  type InputNormalization,
+} from "./ennFormat.js";
+import type { KernelAbi } from "./kernelAbi.js";
+import { Kernels } from "./kernels.js";
+import { dequantizeInto } from "./quantize.js";
+
+export interface EngineOptions {
+  /** Largest batch `predict` accepts (default 64). Memory is planned for it at load. */
+  maxBatch?: number;
+  /** Refuse a model whose planned memory exceeds this (default 1 GiB). */
+  maxMemoryBytes?: number;
+  /** File limits (see EnnLimits). */
+  limits?: Partial<EnnLimits>;
+  /** The kernel module (or an existing Kernels instance, which the engine then owns). */
+  kernels?: WebAssembly.Module | BufferSource | Kernels;
+}
+
+/** Model file bytes, or a kernel module with the bytes (Workers import the module statically). */
+export type EngineSource =
+  Uint8Array | ArrayBuffer | { module: WebAssembly.Module; bytes: Uint8Array | ArrayBuffer };
+
+/** Bad arguments to predict (wrong input length, batch size out of range). */
+export class InferenceError extends Error {
+  override name = "InferenceError";
+}
+
+type Step = (B: number) => void;
+
+let defaultKernelModule: (() => WebAssembly.Module) | undefined;
+
+const DEFAULT_MAX_BATCH = 64;
+const DEFAULT_MAX_MEMORY = 1024 * 1024 * 1024;
+
+export class InferenceEngine {
+  readonly model: EnnModel;
+  readonly kernels: Kernels;
+  readonly maxBatch: number;
+  readonly inputSize: number;
+  readonly outputSize: number;
+  /** Bytes of kernel memory the engine planned (weights + buffers at maxBatch). */
+  readonly memoryBytes: number;
+  private readonly steps: Step[];
+  private readonly xPtr: number;
+  private readonly outPtr: number;
+  private readonly outViews: (Float32Array | undefined)[];
+  private readonly f32: Float32Array;
+
+  /** Registers the kernel module used when none is given (src/node/engine.ts does this in Node). */
+  static setDefaultKernelModule(provider: () => WebAssembly.Module): void {
+    defaultKernelModule = provider;
+  }
+
+  static async load(source: EngineSource, options: EngineOptions = {}): Promise<InferenceEngine> {
+    const { bytes, kernels } = splitSource(source, options);
+    const model = readEnn(bytes, { limits: options.limits });
+    const k = kernels instanceof Kernels ? kernels : await Kernels.load(kernels);
+    return new InferenceEngine(k, model, options);
+  }
+
+  static loadSync(source: EngineSource, options: EngineOptions = {}): InferenceEngine {
+    const { bytes, kernels } = splitSource(source, options);
+    const model = readEnn(bytes, { limits: options.limits });
+    const k = kernels instanceof Kernels ? kernels : Kernels.loadSync(kernels);
+    return new InferenceEngine(k, model, options);
+  }
+
+  /** From an already-read model (e.g. after inspecting it). */
+  constructor(kernels: Kernels, model: EnnModel, options: EngineOptions = {}) {
+    const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 65536)
+      throw new InferenceError(`maxBatch must be an integer from 1 to 65536, got ${maxBatch}`);
+    this.model = model;
+    this.kernels = kernels;
+    this.maxBatch = maxBatch;
+    const k = kernels.abi;
+    const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+    this.inputSize = size(model.inputShape);
+    this.outputSize = size(model.outputShape);
+    const limit = options.maxMemoryBytes ?? DEFAULT_MAX_MEMORY;
+
+    // Plan first (sizes only), check the total, then grow memory once and copy the weights in.
+    const a = new ArenaPlanner(kernels.heapBase);
+    const weightPtr = model.tensors.map((t, i) =>
+      // i8 kernels are dequantised to f32 in memory; their scale vectors need no memory slot.
+      isScaleTensor(model, i) ? 0 : a.f32(t.name, t.data.length),
+    );
+    let maxChannels = 1;
+    let widest = 1;
+    for (const op of model.ops) {
+      widest = Math.max(widest, size(op.outShape));
+      if (op.op === "scaleShift")
+        maxChannels = Math.max(maxChannels, op.outShape[op.outShape.length - 1]);
+    }
+    const zeros = a.f32("scaleShift zeros", maxChannels);
+    const ones = a.f32("scaleShift ones", maxChannels);
+    const B = maxBatch;
+    const x = a.f32("x", B * this.inputSize);
+    const ping = a.f32("ping", B * widest);
+    const pong = a.f32("pong", B * widest);
+    let scratchBytes = 0;
+    for (let i = 0; i < model.ops.length; i++)
+      for (const b of B > 1 ? [1, B] : [1])
+        scratchBytes = Math.max(scratchBytes, opScratch(k, model.ops[i], model.inShapes[i], b));
+    const scratch = a.take("scratch", scratchBytes);
+    const end = a.end;
+    if (end > limit || end > 0xffff0000)
+      throw new ModelFormatError(
+        `the model needs ${(end / 2 ** 20).toFixed(1)} MiB of memory at maxBatch ${B}, over the engine's limit of ${(limit / 2 ** 20).toFixed(1)} MiB; load it with a smaller maxBatch or a larger maxMemoryBytes`,
+      );
+    kernels.ensure(end);
+    this.memoryBytes = end;
+    const f32 = kernels.f32;
+    this.f32 = f32;
+    model.tensors.forEach((t, i) => {
+      if (weightPtr[i] === 0) return;
+      if (t.data instanceof Float32Array) f32.set(t.data, weightPtr[i] >>> 2);
+      else {
+        const op = model.ops.find(
+          (o) => (o.op === "dense" || o.op === "conv2d") && o.kernel === i,
+        ) as { kernelScale: number; outShape: number[] };
+        const scales = model.tensors[op.kernelScale].data;
+        dequantizeInto(t.data, scales, scales.length, f32, weightPtr[i] >>> 2);
+      }
+    });
+    f32.fill(0, zeros >>> 2, (zeros >>> 2) + maxChannels);
+    f32.fill(1, ones >>> 2, (ones >>> 2) + maxChannels);
+
+    // Compile the op list into closures over fixed pointers.
+    const steps: Step[] = [];
+    let cur = x;
+    model.ops.forEach((op, i) => {
+      const inShape = model.inShapes[i];
+      const inSize = size(inShape);
+      const outSize = size(op.outShape);
+      const next = cur === ping ? pong : ping;
+      const src = cur;
+      switch (op.op) {
+        case "dense": {
+          const w = weightPtr[op.kernel];
+          const bias = op.bias === undefined ? 0 : weightPtr[op.bias];
+          const [lo, hi] = clampOf(op.activation);
+          const units = op.units;
+          steps.push((b) => k.dense_fwd_f32(b, inSize, units, src, w, bias, next, lo, hi, scratch));
+          pushActivation(steps, k, op.activation, op.alpha, next, units);
+          cur = next;
+          break;
+        }
+        case "conv2d": {
+          const [H, W, C] = inShape;
+          const [KH, KW] = op.kernelSize;
+          const [SH, SW] = op.strides;
+          const [padT, padL] = op.pad;
+          const [OH, OW, F] = op.outShape;
+          const w = weightPtr[op.kernel];
+          const bias = op.bias === undefined ? 0 : weightPtr[op.bias];
+          const [lo, hi] = clampOf(op.activation);
+          steps.push((b) =>
+            k.conv2d_nhwc_fwd_f32(
+              b,
+              H,
+              W,
+              C,
+              KH,
+              KW,
+              SH,
+              SW,
+              padT,
+              padL,
+              OH,
+              OW,
+              F,
+              src,
+              w,
+              bias,
+              next,
+              lo,
+              hi,
+              scratch,
+            ),
+          );
+          pushActivation(steps, k, op.activation, op.alpha, next, F, outSize);
+          cur = next;
+          break;
+        }
+        case "scaleShift": {
+          // batchnorm_infer with mean 0, variance 1, eps 0 is exactly x * scale + shift.
+          const C = op.outShape[op.outShape.length - 1];
+          const s = weightPtr[op.scale];
+          const t = weightPtr[op.shift];
+          steps.push((b) =>
+            k.batchnorm_infer_fwd_f32((b * outSize) / C, C, src, s, t, zeros, ones, 0, src),
+          );
+          break;
+        }
+        case "relu":
+        case "leakyRelu":
+        case "elu":
+        case "tanh":
+        case "sigmoid":
+        case "softmax":
+          pushActivation(
+            steps,
+            k,
+            op.op,
+            op.alpha,
+            src,
+            op.outShape[op.outShape.length - 1],
+            outSize,
+            true,
+          );
+          break;
+        case "maxPool2d":
+        case "avgPool2d": {
+          const [H, W, C] = inShape;
+          const [PH, PW] = op.poolSize;
+          const [SH, SW] = op.strides;
+          const [padT, padL] = op.pad;
+          const [OH, OW] = op.outShape;
+          if (op.op === "maxPool2d")
+            steps.push((b) =>
+              k.maxpool2d_fwd_f32(b, H, W, C, PH, PW, SH, SW, padT, padL, OH, OW, src, next, 0),
+            );
+          else
+            steps.push((b) =>
+              k.avgpool2d_fwd_f32(b, H, W, C, PH, PW, SH, SW, padT, padL, OH, OW, src, next),
+            );
+          cur = next;
+          break;
+        }
+        case "globalAvgPool2d": {
+          const [H, W, C] = inShape;
+          steps.push((b) => k.global_avgpool2d_fwd_f32(b, H * W, C, src, next));
+          cur = next;
+          break;
+        }
+        case "flatten":
+          break;
+      }
+    });
+    this.steps = steps;
+    this.xPtr = x;
+    this.outPtr = cur;
+    this.outViews = new Array(maxBatch + 1);
+  }
+
+  get inputShape(): number[] {
+    return this.model.inputShape;
+  }
+  get outputShape(): number[] {
+    return this.model.outputShape;
+  }
+  get labels(): string[] | undefined {
+    return this.model.labels;
+  }
+  get inputNormalization(): InputNormalization {
+    return this.model.inputNormalization;
+  }
+
+  /**
+   * Runs `batchSize` samples (default: input.length / inputSize, at most maxBatch). Returns a view
+   * of the engine's output buffer, [batchSize, ...outputShape]: the same object for the same batch
+   * size, overwritten by the next call (copy it with .slice() to keep it). Allocates nothing when
+   * input.length is exactly batchSize * inputSize.
+   */
+  predict(input: Float32Array, batchSize?: number): Float32Array;
+  /** Convenience: samples as plain arrays (flat rows or nested to the input shape); any count. */
+  predict(input: number[][] | number[][][][]): number[][];
+  predict(input: Float32Array | unknown[], batchSize?: number): Float32Array | number[][] {
+    if (!(input instanceof Float32Array)) return this.predictRows(input);
+    const n = this.inputSize;
+    const B = batchSize ?? input.length / n;
+    if (!Number.isInteger(B) || B < 1 || B > this.maxBatch)
+      throw new InferenceError(
+        batchSize === undefined
+          ? `input has ${input.length} values, not a whole number (1 to ${this.maxBatch}) of samples of ${n} values`
+          : `batch size must be an integer from 1 to ${this.maxBatch} (maxBatch), got ${batchSize}`,
+      );
+    if (input.length < B * n)
+      throw new InferenceError(`input has ${input.length} values; ${B} samples need ${B * n}`);
+    const f = this.f32;
+    const o = this.xPtr >>> 2;
+    if (input.length === B * n) f.set(input, o);
+    else for (let i = 0; i < B * n; i++) f[o + i] = input[i];
+    for (let i = 0; i < this.steps.length; i++) this.steps[i](B);
+    let v = this.outViews[B];
+    if (v === undefined) {
+      v = f.subarray(this.outPtr >>> 2, (this.outPtr >>> 2) + B * this.outputSize);
+      this.outViews[B] = v;
+    }
+    return v;
+  }
+
+  private predictRows(rows: unknown[]): number[][] {
+    const n = this.inputSize;
+    const flat = new Float32Array(rows.length * n);
+    rows.forEach((r, i) => flattenSample(r, this.model.inputShape, flat, i * n, `sample ${i}`));
+    const out: number[][] = [];
+    for (let s = 0; s < rows.length; s += this.maxBatch) {
+      const B = Math.min(this.maxBatch, rows.length - s);
+      const y = this.predict(flat.subarray(s * n, (s + B) * n), B);
+      for (let b = 0; b < B; b++)
+        out.push(Array.from(y.subarray(b * this.outputSize, (b + 1) * this.outputSize)));
+    }
+    return out;
+  }
+}
+
+function splitSource(
+  source: EngineSource,
+  options: EngineOptions,
+): { bytes: Uint8Array | ArrayBuffer; kernels: WebAssembly.Module | BufferSource | Kernels } {
+  if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
+    const kernels = options.kernels ?? defaultKernelModule?.();
+    if (!kernels)
+      throw new InferenceError(
+        `no kernel module: pass {module, bytes} or options.kernels (in Node, import edgenn's node entry, which registers build/edgenn.wasm)`,
+      );
+    return { bytes: source, kernels };
+  }
+  return { bytes: source.bytes, kernels: source.module };
+}
+
+function isScaleTensor(m: EnnModel, t: number): boolean {
+  return m.ops.some((o) => (o.op === "dense" || o.op === "conv2d") && o.kernelScale === t);
+}
+
+/** ReLU is the GEMM's clamp epilogue; other activations run after it. */
+function clampOf(a: ActivationName): [number, number] {
+  return a === "relu" ? [0, Infinity] : [-Infinity, Infinity];
+}
+
+/** Appends an in-place activation over `total` floats per sample (softmax: rows of `channels`). */
+function pushActivation(
+  steps: Step[],
+  k: KernelAbi,
+  a: ActivationName,
+  alpha: number | undefined,
+  p: number,
+  channels: number,
+  total = channels,
+  standalone = false,
+): void {
+  switch (a) {
+    case "linear":
+      return;
+    case "relu":
+      if (standalone) steps.push((b) => k.relu_fwd_f32(b * total, p, p));
+      return;
+    case "leakyRelu":
+      steps.push((b) => k.leaky_relu_fwd_f32(b * total, p, p, alpha!));
+      return;
+    case "elu":
+      steps.push((b) => k.elu_fwd_f32(b * total, p, p, alpha!));
+      return;
+    case "tanh":
+      steps.push((b) => k.tanh_fwd_f32(b * total, p, p));
+      return;
+    case "sigmoid":
+      steps.push((b) => k.sigmoid_fwd_f32(b * total, p, p));
+      return;
+    case "softmax":
+      steps.push((b) => k.softmax_fwd_f32((b * total) / channels, channels, p, p));
+      return;
+  }
+}
+
+function opScratch(k: KernelAbi, op: EnnOp, inShape: number[], B: number): number {
+  if (op.op === "dense") return k.gemm_scratch_bytes(B, op.units, inShape[0]);
+  if (op.op === "conv2d") {
+    const [H, W, C] = inShape;
+    const [OH, OW, F] = op.outShape;
+    const v = k.conv2d_scratch_bytes(
+      B,
+      H,
+      W,
+      C,
+      op.kernelSize[0],
+      op.kernelSize[1],
+      op.strides[0],
+      op.strides[1],
+      op.pad[0],
+      op.pad[1],
+      OH,
+      OW,
+      F,
+    );
+    if (!(v > 0))
+      throw new ModelFormatError(`conv2d is too large for the kernels' 32-bit sizes`, {});
+    return v;
+  }
+  return 0;
+}
+
+/** Writes one sample (flat, or nested exactly to `shape`) into out at `at`; checks every value. */
+export function flattenSample(
+  sample: unknown,
+  shape: readonly number[],
+  out: Float32Array,
+  at: number,
+  what: string,
+): void {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (!Array.isArray(sample))
+    throw new InferenceError(`${what} must be an array of numbers, got ${typeof sample}`);
+  let pos = at;
+  const put = (v: unknown, path: string) => {
+    if (typeof v !== "number" || !Number.isFinite(v))
+      throw new InferenceError(`${what}${path} must be a finite number, got ${JSON.stringify(v)}`);
+    out[pos++] = v;
+  };
+  if (sample.length === n && sample.every((v) => !Array.isArray(v))) {
+    sample.forEach((v, i) => put(v, `[${i}]`));
+    return;
+  }
+  const walk = (v: unknown, d: number, path: string): void => {
+    if (d === shape.length) return put(v, path);
+    if (!Array.isArray(v) || v.length !== shape[d])
+      throw new InferenceError(
+        `${what}${path} must be an array of ${shape[d]} (samples are ${n} numbers flat or nested as [${shape.join(", ")}])`,
+      );
+    v.forEach((e, i) => walk(e, d + 1, `${path}[${i}]`));
+  };
+  walk(sample, 0, "");
+}
