@@ -10,6 +10,13 @@
 // HWIO flattened is already the [KH*KW*C, F] GEMM operand, so weights are never rearranged.
 import { gemm_f32, gemm_scratch_bytes } from "./gemm";
 import { bias_grad_f32 } from "./dense";
+import {
+  winogradApplies,
+  winogradBackwardData,
+  winogradBackwardFilter,
+  winogradForward,
+  winograd_scratch_bytes,
+} from "./conv2d_winograd";
 
 /** Floats of the im2col chunk (256 KB): fits L2 with the GEMM's packed panels. */
 const COLS_FLOATS: i32 = 1 << 16;
@@ -74,7 +81,11 @@ export function conv2d_scratch_bytes(
       ),
     );
   }
-  return 64 + colsBytes + g;
+  const im2colBytes = 64 + colsBytes + g;
+  if (winogradApplies(C, F, KH, KW, SH, SW)) {
+    return max(im2colBytes, winograd_scratch_bytes(N, OH, OW, C, F));
+  }
+  return im2colBytes;
 }
 
 // ---- row copies ----------------------------------------------------------------------------------
@@ -247,6 +258,10 @@ export function conv2d_nhwc_fwd_f32(
   const rows = N * OH * OW;
   const kdim = KH * KW * C;
   if (rows <= 0 || F <= 0) return;
+  if (winogradApplies(C, F, KH, KW, SH, SW)) {
+    winogradForward(N, H, W, C, padT, padL, OH, OW, F, x, w, bias, y, lo, hi, scratch);
+    return;
+  }
   const rc = chunkRows(rows, kdim);
   const cols = alignUp64(scratch);
   const gs = cols + alignUp64((<usize>(rc * kdim)) << 2);
@@ -302,6 +317,10 @@ export function conv2d_nhwc_bwd_data_f32(
 ): void {
   const rows = N * OH * OW;
   const kdim = KH * KW * C;
+  if (winogradApplies(C, F, KH, KW, SH, SW)) {
+    winogradBackwardData(N, H, W, C, padT, padL, OH, OW, F, dy, w, dx, scratch);
+    return;
+  }
   const rc = chunkRows(rows, kdim);
   const dcols = alignUp64(scratch);
   const gs = dcols + alignUp64((<usize>(rc * kdim)) << 2);
@@ -363,6 +382,10 @@ export function conv2d_nhwc_bwd_filter_f32(
   const cols = alignUp64(scratch);
   const gs = cols + alignUp64((<usize>(rc * kdim)) << 2);
   if (db != 0) bias_grad_f32(rows, F, dy, db);
+  if (winogradApplies(C, F, KH, KW, SH, SW)) {
+    winogradBackwardFilter(N, H, W, C, padT, padL, OH, OW, F, x, dy, dw, scratch);
+    return;
+  }
   if (rows <= 0) {
     memory.fill(dw, 0, (<usize>(kdim * F)) << 2);
     return;

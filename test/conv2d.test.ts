@@ -51,7 +51,8 @@ interface Conv {
   SH: number;
   SW: number;
   F: number;
-  padding: "same" | "valid";
+  /** TF's "same"/"valid", or explicit zero rows/cols before the image and output size. */
+  padding: "same" | "valid" | { padT: number; padL: number; OH: number; OW: number };
 }
 
 /** The 13 shape arguments every conv2d kernel takes, with TF's same/valid padding arithmetic. */
@@ -63,6 +64,8 @@ function geometry(c: Conv): number[] {
     // TF puts the odd padding row/col after the image.
     padT = Math.floor(Math.max((OH - 1) * c.SH + c.KH - c.H, 0) / 2);
     padL = Math.floor(Math.max((OW - 1) * c.SW + c.KW - c.W, 0) / 2);
+  } else if (typeof c.padding === "object") {
+    ({ padT, padL, OH, OW } = c.padding);
   } else {
     OH = Math.ceil((c.H - c.KH + 1) / c.SH);
     OW = Math.ceil((c.W - c.KW + 1) / c.SW);
@@ -73,7 +76,8 @@ function geometry(c: Conv): number[] {
 }
 
 function describeConv(c: Conv): string {
-  return `N${c.N} ${c.H}x${c.W}x${c.C} k${c.KH}x${c.KW} s${c.SH}x${c.SW} F${c.F} ${c.padding}`;
+  const pad = typeof c.padding === "object" ? JSON.stringify(c.padding) : c.padding;
+  return `N${c.N} ${c.H}x${c.W}x${c.C} k${c.KH}x${c.KW} s${c.SH}x${c.SW} F${c.F} ${pad}`;
 }
 
 /** Max |a-b| / (scale + |b|) must stay under tol. */
@@ -106,7 +110,23 @@ const CASES: Conv[] = [
   { N: 2, H: 6, W: 6, C: 2, KH: 2, KW: 2, SH: 3, SW: 3, F: 3, padding: "valid" }, // stride > kernel
   // Several im2col chunks (rows x KH*KW*C > 65536 floats), chunk boundaries mid-image.
   { N: 5, H: 21, W: 19, C: 8, KH: 3, KW: 3, SH: 1, SW: 1, F: 12, padding: "same" },
+  // Winograd F(2x2,3x3) path (3x3, stride 1, C and F >= 16 and multiples of 4): odd output sizes
+  // (partial tiles), valid and unusual padding, several tile chunks with a boundary mid-image.
   { N: 3, H: 14, W: 14, C: 32, KH: 3, KW: 3, SH: 1, SW: 1, F: 64, padding: "same" },
+  { N: 2, H: 7, W: 9, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 20, padding: "same" },
+  { N: 1, H: 9, W: 6, C: 20, KH: 3, KW: 3, SH: 1, SW: 1, F: 16, padding: "valid" },
+  { N: 2, H: 11, W: 11, C: 64, KH: 3, KW: 3, SH: 1, SW: 1, F: 64, padding: "same" },
+  {
+    ...{ N: 2, H: 6, W: 7, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 16 },
+    padding: { padT: 0, padL: 2, OH: 5, OW: 6 },
+  },
+  {
+    ...{ N: 1, H: 5, W: 5, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 24 },
+    padding: { padT: 2, padL: 2, OH: 7, OW: 7 }, // "full": windows hang 2 over every side
+  },
+  // Just outside the Winograd conditions (C not a multiple of 4; F < 16): the im2col path.
+  { N: 2, H: 6, W: 6, C: 18, KH: 3, KW: 3, SH: 1, SW: 1, F: 16, padding: "same" },
+  { N: 2, H: 6, W: 6, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 12, padding: "same" },
 ];
 
 describe("conv2d NHWC: SIMD kernels vs scalar twins", () => {
@@ -163,6 +183,7 @@ describe("conv2d NHWC: backward vs central finite differences", () => {
     { N: 2, H: 5, W: 4, C: 2, KH: 3, KW: 3, SH: 1, SW: 1, F: 3, padding: "same" },
     { N: 1, H: 7, W: 6, C: 3, KH: 3, KW: 2, SH: 2, SW: 2, F: 5, padding: "valid" },
     { N: 2, H: 6, W: 5, C: 1, KH: 2, KW: 3, SH: 2, SW: 1, F: 9, padding: "same" },
+    { N: 2, H: 5, W: 3, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 16, padding: "same" }, // Winograd
   ];
   for (const c of FD_CASES) {
     it(describeConv(c), () => {
@@ -228,6 +249,7 @@ describe("conv2d NHWC forward vs TensorFlow.js (cpu backend)", () => {
     { N: 3, H: 8, W: 8, C: 2, KH: 3, KW: 3, SH: 1, SW: 1, F: 7, padding: "valid" },
     { N: 1, H: 11, W: 9, C: 5, KH: 4, KW: 2, SH: 3, SW: 2, F: 9, padding: "valid" },
     { N: 2, H: 5, W: 6, C: 6, KH: 1, KW: 1, SH: 1, SW: 1, F: 3, padding: "same" },
+    { N: 2, H: 9, W: 7, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 20, padding: "valid" },
   ];
   for (const c of TF_CASES) {
     it(describeConv(c), () => {
@@ -245,7 +267,8 @@ describe("conv2d NHWC forward vs TensorFlow.js (cpu backend)", () => {
       const want = tf.tidy(() => {
         const xt = tf.tensor4d(k.readF32(x, N * H * W * C), [N, H, W, C]);
         const wt = tf.tensor4d(k.readF32(w, KH * KW * C * F), [KH, KW, C, F]);
-        const yt = tf.conv2d(xt, wt, [SH, SW], c.padding).add(tf.tensor1d(k.readF32(b, F)));
+        const pad = c.padding === "same" ? "same" : "valid";
+        const yt = tf.conv2d(xt, wt, [SH, SW], pad).add(tf.tensor1d(k.readF32(b, F)));
         expect(yt.shape).toEqual([N, OH, OW, F]);
         return yt.dataSync() as Float32Array;
       });
