@@ -391,7 +391,7 @@ function foldForward(nodes: GraphNode[], node: GemmNode): void {
   for (const e of q.entries) {
     e.action = "foldedForward";
     e.into = node.layer;
-    e.note = `forward into ${node.op} layer ${node.layer}'s weights and bias (${e.note.replace(/^cannot fold backward: /, "it follows ")})`;
+    e.note = `into ${node.op} layer ${node.layer}'s weights and bias (exact: ${node.op === "dense" ? "a dense layer" : "an unpadded conv"}); ${e.note.replace(/^cannot fold backward: /, "backward was impossible: ")}`;
   }
 }
 
@@ -480,7 +480,18 @@ export function exportModel(model: ExportableModel, options: ExportOptions = {})
   const paramsAfter = tensors.reduce((a, t) => a + t.data.length, 0);
   const bytesAfter = tensors.reduce((a, t) => a + t.data.byteLength, 0);
   const report: ExportReport = {
-    entries: g.entries.slice().sort((a, b) => a.layer - b.layer),
+    // Canonical key order (the reader's), so reading and re-writing a file gives the same bytes.
+    entries: g.entries
+      .slice()
+      .sort((a, b) => a.layer - b.layer)
+      .map((e) => ({
+        layer: e.layer,
+        type: e.type,
+        action: e.action,
+        ...(e.into !== undefined ? { into: e.into } : {}),
+        ...(e.op !== undefined ? { op: e.op } : {}),
+        note: e.note,
+      })),
     paramsBefore,
     bytesBefore: paramsBefore * 4,
     paramsAfter,

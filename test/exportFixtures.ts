@@ -1,0 +1,167 @@
+// Shared fixtures for the export/format/engine tests: models with random weights and hostile BN
+// statistics (negative gamma, variances at or near epsilon), with or without a kernel instance.
+import { crc32 } from "../src/crc32.js";
+import type { ExportableModel } from "../src/export.js";
+import { layerTensors } from "../src/layers.js";
+import { Rng } from "../src/random.js";
+import { resolveSpec, type ModelSpec, type ResolvedModel } from "../src/spec.js";
+
+export function gaussian(rng: Rng): number {
+  const u = Math.max(rng.next(), 1e-12);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng.next());
+}
+
+/** Random tensors for every parameter and BN statistic of a model, keyed like Model.getWeights(). */
+export function randomWeights(r: ResolvedModel, seed: number): Map<string, Float32Array> {
+  const rng = new Rng(seed);
+  const m = new Map<string, Float32Array>();
+  for (const l of r.layers) {
+    const t = layerTensors(l);
+    const eps = l.spec.type === "batchNorm" ? l.spec.epsilon : 0;
+    for (const p of [...t.params, ...t.state]) {
+      const n = p.shape.reduce((a, b) => a * b, 1);
+      const v = new Float32Array(n);
+      const fanIn = p.shape.length > 1 ? n / p.shape[p.shape.length - 1] : 1;
+      for (let i = 0; i < n; i++) {
+        switch (p.name) {
+          case "kernel":
+            v[i] = gaussian(rng) / Math.sqrt(fanIn);
+            break;
+          case "bias":
+          case "beta":
+            v[i] = gaussian(rng) * 0.5;
+            break;
+          case "gamma":
+            // Negative gammas flip channels (a max-pool after them must not be folded across).
+            v[i] = (rng.next() < 0.3 ? -1 : 1) * (0.2 + rng.next() * 1.5);
+            break;
+          case "movingMean":
+            v[i] = gaussian(rng) * 0.5;
+            break;
+          case "movingVariance": {
+            // A third of the channels have (near-)zero variance: epsilon dominates.
+            const u = rng.next();
+            v[i] = u < 0.15 ? 0 : u < 0.33 ? eps * rng.next() * 2 : 0.05 + rng.next() * 2;
+            break;
+          }
+        }
+      }
+      m.set(`layers.${l.index}.${p.name}`, v);
+    }
+  }
+  return m;
+}
+
+/** A model for export without kernels (export only needs the spec and the weights). */
+export function fakeModel(spec: ModelSpec, seed = 1): ExportableModel {
+  const resolved = resolveSpec(spec);
+  const w = randomWeights(resolved, seed);
+  return { resolved, getWeights: () => new Map([...w].map(([k, v]) => [k, v.slice()])) };
+}
+
+export function randomInputs(n: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = rng.next();
+  return x;
+}
+
+/** Small models covering every op: an mlp, a cnn, a model that keeps a scaleShift. */
+export const smallMlp: ModelSpec = {
+  inputShape: [20],
+  labels: ["a", "b", "c", "d"],
+  layers: [
+    { type: "dense", units: 16 },
+    { type: "batchNorm" },
+    { type: "relu" },
+    { type: "dropout", rate: 0.3 },
+    { type: "dense", units: 12, useBias: false },
+    { type: "batchNorm", center: false },
+    { type: "leakyRelu", alpha: 0.2 },
+    { type: "dense", units: 4 },
+    { type: "softmax" },
+  ],
+};
+
+export const smallCnn: ModelSpec = {
+  inputShape: [10, 9, 2],
+  layers: [
+    { type: "conv2d", filters: 5, kernelSize: 3, padding: "same" },
+    { type: "batchNorm" },
+    { type: "relu" },
+    { type: "maxPool2d", poolSize: 2 },
+    { type: "conv2d", filters: 6, kernelSize: [2, 3], strides: [1, 2], useBias: false },
+    { type: "batchNorm", scale: false },
+    { type: "elu", alpha: 0.7 },
+    { type: "avgPool2d", poolSize: 2, padding: "same" },
+    { type: "flatten" },
+    { type: "dense", units: 7 },
+    { type: "tanh" },
+    { type: "dense", units: 3 },
+    { type: "softmax" },
+  ],
+};
+
+/** BN after an activation, before a padded conv: it must stay a scaleShift op. */
+export const scaleShiftModel: ModelSpec = {
+  inputShape: [8, 8, 3],
+  layers: [
+    { type: "conv2d", filters: 4, kernelSize: 3, padding: "same" },
+    { type: "relu" },
+    { type: "batchNorm" },
+    { type: "conv2d", filters: 4, kernelSize: 3, padding: "same" },
+    { type: "sigmoid" },
+    { type: "globalAvgPool2d" },
+    { type: "batchNorm" },
+    { type: "dense", units: 2 },
+  ],
+};
+
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
+
+/** Recomputes the trailing CRC-32 (so a test reaches the checks after the checksum). */
+export function fixCrc(bytes: Uint8Array): Uint8Array {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length >= 4) v.setUint32(bytes.length - 4, crc32(bytes, 0, bytes.length - 4), true);
+  return bytes;
+}
+
+/** The header JSON of a valid file. */
+export function headerOf(bytes: Uint8Array): Record<string, unknown> {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const h = v.getUint32(12, true);
+  return JSON.parse(new TextDecoder().decode(bytes.subarray(24, 24 + h)));
+}
+
+/**
+ * Rebuilds a valid file with another header (an object, edited in place by `edit`, or raw JSON
+ * text it returns), keeping the tensor data, the preamble lengths and the CRC consistent.
+ */
+export function withHeader(
+  bytes: Uint8Array,
+  edit: (h: Record<string, any>) => void | string,
+): Uint8Array {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const hlen = v.getUint32(12, true);
+  const data = bytes.subarray(align16(24 + hlen), bytes.length - 4);
+  const h = headerOf(bytes);
+  const text = edit(h) ?? JSON.stringify(h);
+  const json = new TextEncoder().encode(text);
+  const start = align16(24 + json.length);
+  const out = new Uint8Array(start + data.length + 4);
+  out.set(bytes.subarray(0, 24));
+  const o = new DataView(out.buffer);
+  o.setUint32(12, json.length, true);
+  o.setUint32(16, out.length, true);
+  out.set(json, 24);
+  out.set(data, start);
+  return fixCrc(out);
+}
+
+/** Byte offset of tensor i's data in a valid file. */
+export function tensorDataOffset(bytes: Uint8Array, i: number): number {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const hlen = v.getUint32(12, true);
+  const h = headerOf(bytes) as { tensors: { offset: number }[] };
+  return align16(24 + hlen) + h.tensors[i].offset;
+}
