@@ -390,7 +390,7 @@ function readPadding(l: TopoLayer): Padding {
 
 function checkChannelsLast(l: TopoLayer): void {
   const v = get(l, "data_format");
-  if (v !== undefined && v !== null && v !== "channels_last")
+  if (v !== undefined && v !== null && v !== "channels_last" && v !== "channelsLast")
     layerError(
       l,
       "data_format",
@@ -424,7 +424,7 @@ function activationLayers(l: TopoLayer, field: string): LayerSpec[] {
   let v = get(l, field);
   if (v === undefined || v === null) return [];
   if (isObject(v) && typeof v.class_name === "string") v = v.class_name;
-  if (typeof v !== "string" || !(v in ACTIVATIONS))
+  if (typeof v !== "string" || !Object.hasOwn(ACTIVATIONS, v))
     layerError(
       l,
       field,
@@ -823,7 +823,7 @@ function manifestEntries(modelJson: unknown): { entries: ManifestEntry[]; total:
       } else {
         const widths: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8 };
         const dtype = w.dtype ?? "float32";
-        if (typeof dtype !== "string" || !(dtype in widths))
+        if (typeof dtype !== "string" || !Object.hasOwn(widths, dtype))
           modelError(
             `weight "${name}" has dtype ${JSON.stringify(dtype)} that edgenn cannot read`,
             name,
@@ -1011,7 +1011,7 @@ export function tfjsTrainingLoss(modelJson: unknown, spec: ModelSpec): LossName 
   const raw = isObject(cfg) ? cfg.loss : undefined;
   if (typeof raw === "string") {
     const key = raw.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-    if (key in LOSSES) return LOSSES[key];
+    if (Object.hasOwn(LOSSES, key)) return LOSSES[key];
   }
   return spec.layers[spec.layers.length - 1].type === "sigmoid" ? "meanSquaredError" : undefined;
 }

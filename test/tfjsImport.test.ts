@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
 import { runImport } from "../src/cliImport.js";
+import { loadEngineFile } from "../src/node/engine.js";
 import { loadKernels } from "../src/node/loadKernels.js";
 import { Rng } from "../src/random.js";
 import type { ModelSpec } from "../src/spec.js";
@@ -18,6 +19,7 @@ import {
   isTfjsModelJson,
   TfjsImportError,
   tfjsTopologyToSpec,
+  tfjsTrainingLoss,
 } from "../src/tfjsImport.js";
 import { evaluate, fit } from "../src/train.js";
 
@@ -321,6 +323,125 @@ describe("parsing (no kernels needed)", () => {
         { type: "dense", units: 2, useBias: true },
       ],
     });
+  });
+
+  it("accepts a Keras 2 converter topology (InputLayer first, BN axis as a list)", () => {
+    const layer = (class_name: string, config: Json) => ({ class_name, config });
+    const modelJson = {
+      format: "layers-model",
+      convertedBy: "TensorFlow.js Converter v4.22.0",
+      modelTopology: {
+        keras_version: "2.15.0",
+        backend: "tensorflow",
+        model_config: {
+          class_name: "Sequential",
+          config: {
+            name: "sequential",
+            layers: [
+              layer("InputLayer", { batch_input_shape: [null, 5, 5, 2], dtype: "float32" }),
+              layer("Conv2D", {
+                name: "conv2d",
+                filters: 3,
+                kernel_size: [3, 3],
+                strides: [1, 1],
+                padding: "valid",
+                data_format: "channels_last",
+                dilation_rate: [1, 1],
+                groups: 1,
+                activation: "linear",
+                use_bias: false,
+              }),
+              layer("BatchNormalization", { name: "bn", axis: [3], epsilon: 0.001 }),
+              layer("ReLU", { name: "re_lu", max_value: null, negative_slope: 0, threshold: 0 }),
+              layer("GlobalAveragePooling2D", {
+                name: "gap",
+                data_format: "channels_last",
+                keepdims: false,
+              }),
+            ],
+          },
+        },
+        training_config: { loss: "mean_squared_error" },
+      },
+    };
+    expect(tfjsTopologyToSpec(modelJson)).toEqual({
+      inputShape: [5, 5, 2],
+      layers: [
+        {
+          type: "conv2d",
+          filters: 3,
+          kernelSize: [3, 3],
+          strides: [1, 1],
+          padding: "valid",
+          useBias: false,
+        },
+        { type: "batchNorm", momentum: 0.99, epsilon: 0.001, center: true, scale: true },
+        { type: "relu" },
+        { type: "globalAvgPool2d" },
+      ],
+    });
+    const spec = tfjsTopologyToSpec(modelJson);
+    expect(tfjsTrainingLoss(modelJson, spec)).toBe("meanSquaredError");
+    const cfg = (modelJson.modelTopology.model_config.config.layers[2] as { config: Json }).config;
+    cfg.axis = [1];
+    expect(() => tfjsTopologyToSpec(modelJson)).toThrow(
+      /layer "bn" \(#2, BatchNormalization\) field "axis"/,
+    );
+  });
+
+  it("rejects malformed and hostile JSON with TfjsImportError, never a crash", () => {
+    const base = () =>
+      ({
+        modelTopology: {
+          class_name: "Sequential",
+          config: {
+            layers: [
+              {
+                class_name: "Dense",
+                config: { name: "d", units: 2, batch_input_shape: [null, 3] },
+              },
+            ],
+          },
+        },
+        weightsManifest: [
+          { paths: ["w"], weights: [{ name: "d/kernel", shape: [3, 2], dtype: "float32" }] },
+        ],
+      }) as unknown as Json & { modelTopology: { config: { layers: { config: Json }[] } } };
+    const bad: [string, (m: ReturnType<typeof base>) => unknown][] = [
+      ["not an object", () => 42],
+      ["no topology", () => ({ weightsManifest: [] })],
+      [
+        "activation from the prototype",
+        (m) => ((m.modelTopology.config.layers[0].config.activation = "constructor"), m),
+      ],
+      ["a string units", (m) => ((m.modelTopology.config.layers[0].config.units = "2"), m)],
+      [
+        "no input shape",
+        (m) => (delete m.modelTopology.config.layers[0].config.batch_input_shape, m),
+      ],
+      [
+        "a variable-size input",
+        (m) => ((m.modelTopology.config.layers[0].config.batch_input_shape = [null, null]), m),
+      ],
+      [
+        "a huge tensor",
+        (m) => ((((m.weightsManifest as Json[])[0].weights as Json[])[0].shape = [1e6, 1e6]), m),
+      ],
+      [
+        "dtype from the prototype",
+        (m) => ((((m.weightsManifest as Json[])[0].weights as Json[])[0].dtype = "toString"), m),
+      ],
+      ["no manifest", (m) => (delete m.weightsManifest, m)],
+    ];
+    for (const [what, make] of bad) {
+      let err: unknown;
+      try {
+        importTfjsLayersModel(make(base()), new Uint8Array(24));
+      } catch (e) {
+        err = e;
+      }
+      expect(err, what).toBeInstanceOf(TfjsImportError);
+    }
   });
 
   it("accepts Keras 3 functional topologies (batch_shape, {args, kwargs} inbound nodes)", () => {
@@ -705,21 +826,58 @@ describe("edgenn import / edgenn lint on model.json", () => {
     };
   }
 
-  it("imports a model.json with its shards and prints what it did", async () => {
+  it("imports a model.json with its shards and exports it to .enn (float32 and int8)", async () => {
+    const tfm = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ filters: 4, kernelSize: 3, inputShape: [6, 6, 2], useBias: false }),
+        tf.layers.batchNormalization({ epsilon: 0.01 }),
+        tf.layers.activation({ activation: "relu" }),
+        tf.layers.flatten(),
+        tf.layers.dropout({ rate: 0.2 }),
+        dense({ units: 3, activation: "softmax" }),
+      ],
+    });
+    randomizeWeights(tfm, 41);
+    const dir = await writeModel(tfm);
+    const c = capture();
+    const enn = join(dir, "model.enn");
+    expect(await runImport([join(dir, "model.json"), "--out", enn], c.out)).toBe(0);
+    expect(c.errs).toEqual([]);
+    expect(c.lines.join("\n")).toMatch(/Dense ".*" -> layer 5 dense, 6 softmax/);
+    expect(c.lines.join("\n")).toContain(`wrote ${enn}`);
+    const x = randomInputs([6, 6, 2], 4, 42);
+    const want = tf.tidy(() => (tfm.predict(tf.tensor(x, [4, 6, 6, 2])) as tf.Tensor).dataSync());
+    expect(relErr(loadEngineFile(enn).predict(x, 4), want)).toBeLessThan(1e-4);
+
+    const int8 = join(dir, "model-int8.enn");
+    expect(await runImport([join(dir, "model.json"), "--out", int8, "--int8"], capture().out)).toBe(
+      0,
+    );
+    expect(readFileSync(int8).length).toBeLessThan(readFileSync(enn).length);
+    expect(relErr(loadEngineFile(int8).predict(x, 4), want)).toBeLessThan(0.05);
+  });
+
+  it("reports an unsupported option and a missing shard file", async () => {
     const tfm = tf.sequential({
       layers: [dense({ units: 4, inputShape: [3], activation: "relu" }), dense({ units: 2 })],
     });
     const dir = await writeModel(tfm);
-    const c = capture();
-    expect(await runImport([join(dir, "model.json")], c.out)).toBe(0);
-    expect(c.lines.join("\n")).toMatch(/Dense ".*" -> layer 0 dense, 1 relu/);
+    const path = join(dir, "model.json");
+    const ok = capture();
+    expect(await runImport([path], ok.out)).toBe(0);
+    expect(ok.lines.join("\n")).toMatch(/Dense ".*" -> layer 0 dense, 1 relu/);
+    const text = readFileSync(path, "utf8");
+    writeFileSync(path, text.replace('"relu"', '"selu"'));
     const bad = capture();
-    writeFileSync(
-      join(dir, "model.json"),
-      readFileSync(join(dir, "model.json"), "utf8").replace("relu", "selu"),
+    expect(await runImport([path], bad.out)).toBe(1);
+    expect(bad.errs.join("\n")).toMatch(
+      /TfjsImportError: layer ".*" \(#0, Dense\) field "activation"/,
     );
-    expect(await runImport([join(dir, "model.json")], bad.out)).toBe(1);
-    expect(bad.errs.join("\n")).toMatch(/TfjsImportError: .*field "activation"/);
+    writeFileSync(path, text.replace("group2-shard2of2.bin", "gone.bin"));
+    const missing = capture();
+    expect(await runImport([path], missing.out)).toBe(1);
+    expect(missing.errs.join("\n")).toMatch(/weight shard "gone.bin" .* is missing/);
+    expect(await runImport([], capture().out)).toBe(2);
   });
 
   it("edgenn lint reads a TF.js model.json (topology only)", async () => {
