@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
 import { runImport } from "../src/cliImport.js";
-import { loadEngineFile } from "../src/node/engine.js";
+import { exportModel } from "../src/export.js";
+import { InferenceEngine, loadEngineFile } from "../src/node/engine.js";
 import { loadKernels } from "../src/node/loadKernels.js";
 import { Rng } from "../src/random.js";
 import type { ModelSpec } from "../src/spec.js";
@@ -780,7 +781,7 @@ describe("unsupported models give errors naming the layer and field", () => {
 });
 
 describe("an imported model is an ordinary model", () => {
-  it("trains further (loss decreases)", async () => {
+  it("trains further (loss decreases) and exports", async () => {
     const tfm = tf.sequential({
       layers: [
         dense({ units: 16, inputShape: [8], activation: "relu" }),
@@ -804,6 +805,10 @@ describe("an imported model is an ordinary model", () => {
     await fit(model, x, y, { epochs: 15, batchSize: 16, seed: 2 });
     const after = evaluate(model, x, y).loss;
     expect(after).toBeLessThan(before * 0.8);
+    // ... and exports like any trained model: the .enn file predicts what the model predicts.
+    const { bytes } = exportModel(model);
+    const engine = InferenceEngine.loadSync(bytes, { maxBatch: N });
+    expect(relErr(engine.predict(x, N), model.predict(x))).toBeLessThan(1e-5);
   });
 });
 
