@@ -492,6 +492,10 @@ const SUPPORTED = new Set([
   "Flatten",
 ]);
 
+const SUPPORTED_NAMES =
+  "InputLayer, Dense, Conv2D, BatchNormalization, Activation, ReLU, LeakyReLU, ELU, Softmax, " +
+  "Dropout, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D and Flatten";
+
 interface Converted {
   spec: ModelSpec;
   /** One entry per edgenn layer. */
@@ -526,7 +530,7 @@ function convertChain(className: string, chain: TopoLayer[]): Converted {
       layerError(
         l,
         "class_name",
-        `${MODEL_CLASSES.includes(l.className) ? "nested models are" : `layer type ${l.className} is`} not supported; edgenn imports ${[...SUPPORTED].join(", ")}`,
+        `${MODEL_CLASSES.includes(l.className) ? "nested models are" : `layer type ${l.className} is`} not supported; edgenn imports ${SUPPORTED_NAMES}`,
       );
     checkDtype(l);
     if (inputShape === undefined) {
