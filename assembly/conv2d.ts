@@ -17,6 +17,13 @@ import {
   winogradForward,
   winograd_scratch_bytes,
 } from "./conv2d_winograd";
+import {
+  implicitBackwardFilter,
+  implicitFilterApplies,
+  implicitForwardApplies,
+  implicitForward,
+  implicit_scratch_bytes,
+} from "./conv2d_implicit";
 
 /** Floats of the im2col chunk (256 KB): fits L2 with the GEMM's packed panels. */
 const COLS_FLOATS: i32 = 1 << 16;
@@ -81,11 +88,14 @@ export function conv2d_scratch_bytes(
       ),
     );
   }
-  const im2colBytes = 64 + colsBytes + g;
+  let bytes = 64 + colsBytes + g;
   if (winogradApplies(C, F, KH, KW, SH, SW)) {
-    return max(im2colBytes, winograd_scratch_bytes(N, OH, OW, C, F));
+    bytes = max(bytes, winograd_scratch_bytes(N, OH, OW, C, F));
   }
-  return im2colBytes;
+  if (implicitForwardApplies(C, KH, KW, SH, SW, OH, OW, F)) {
+    bytes = max(bytes, implicit_scratch_bytes(C, KH, KW, SH, SW, OH, OW, F));
+  }
+  return bytes;
 }
 
 // ---- row copies ----------------------------------------------------------------------------------
@@ -262,6 +272,31 @@ export function conv2d_nhwc_fwd_f32(
     winogradForward(N, H, W, C, padT, padL, OH, OW, F, x, w, bias, y, lo, hi, scratch);
     return;
   }
+  if (implicitForwardApplies(C, KH, KW, SH, SW, OH, OW, F)) {
+    implicitForward(
+      N,
+      H,
+      W,
+      C,
+      KH,
+      KW,
+      SH,
+      SW,
+      padT,
+      padL,
+      OH,
+      OW,
+      F,
+      x,
+      w,
+      bias,
+      y,
+      lo,
+      hi,
+      scratch,
+    );
+    return;
+  }
   const rc = chunkRows(rows, kdim);
   const cols = alignUp64(scratch);
   const gs = cols + alignUp64((<usize>(rc * kdim)) << 2);
@@ -388,6 +423,10 @@ export function conv2d_nhwc_bwd_filter_f32(
   }
   if (rows <= 0) {
     memory.fill(dw, 0, (<usize>(kdim * F)) << 2);
+    return;
+  }
+  if (implicitFilterApplies(C, KH, KW, SH, SW, OH, OW, F)) {
+    implicitBackwardFilter(N, H, W, C, KH, KW, SH, SW, padT, padL, OH, OW, F, x, dy, dw, scratch);
     return;
   }
   // cols^T as a [KH*KW*C, m] operand: element (q,r) at cols + 4*(r*kdim + q): rsA = 1, csA = kdim.

@@ -124,6 +124,16 @@ const CASES: Conv[] = [
     ...{ N: 1, H: 5, W: 5, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 24 },
     padding: { padT: 2, padL: 2, OH: 7, OW: 7 }, // "full": windows hang 2 over every side
   },
+  // Implicit-GEMM path (C < 8, F a multiple of 8): pixel-count and tap-count tails, strides,
+  // non-square kernels, valid and unusual padding.
+  { N: 2, H: 7, W: 5, C: 1, KH: 3, KW: 3, SH: 1, SW: 1, F: 16, padding: "same" },
+  { N: 3, H: 9, W: 8, C: 3, KH: 5, KW: 5, SH: 2, SW: 2, F: 8, padding: "same" },
+  { N: 1, H: 8, W: 11, C: 2, KH: 2, KW: 3, SH: 1, SW: 2, F: 24, padding: "valid" },
+  { N: 2, H: 6, W: 6, C: 5, KH: 1, KW: 2, SH: 3, SW: 1, F: 8, padding: "same" },
+  {
+    ...{ N: 2, H: 5, W: 6, C: 7, KH: 3, KW: 3, SH: 1, SW: 1, F: 16 },
+    padding: { padT: 2, padL: 0, OH: 5, OW: 3 }, // padding beyond "same"; last rows unused
+  },
   // Just outside the Winograd conditions (C not a multiple of 4; F < 16): the im2col path.
   { N: 2, H: 6, W: 6, C: 18, KH: 3, KW: 3, SH: 1, SW: 1, F: 16, padding: "same" },
   { N: 2, H: 6, W: 6, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 12, padding: "same" },
@@ -184,6 +194,7 @@ describe("conv2d NHWC: backward vs central finite differences", () => {
     { N: 1, H: 7, W: 6, C: 3, KH: 3, KW: 2, SH: 2, SW: 2, F: 5, padding: "valid" },
     { N: 2, H: 6, W: 5, C: 1, KH: 2, KW: 3, SH: 2, SW: 1, F: 9, padding: "same" },
     { N: 2, H: 5, W: 3, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 16, padding: "same" }, // Winograd
+    { N: 2, H: 5, W: 4, C: 3, KH: 3, KW: 2, SH: 2, SW: 1, F: 8, padding: "same" }, // implicit
   ];
   for (const c of FD_CASES) {
     it(describeConv(c), () => {
@@ -250,6 +261,7 @@ describe("conv2d NHWC forward vs TensorFlow.js (cpu backend)", () => {
     { N: 1, H: 11, W: 9, C: 5, KH: 4, KW: 2, SH: 3, SW: 2, F: 9, padding: "valid" },
     { N: 2, H: 5, W: 6, C: 6, KH: 1, KW: 1, SH: 1, SW: 1, F: 3, padding: "same" },
     { N: 2, H: 9, W: 7, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 20, padding: "valid" },
+    { N: 2, H: 11, W: 9, C: 3, KH: 5, KW: 3, SH: 2, SW: 2, F: 16, padding: "same" },
   ];
   for (const c of TF_CASES) {
     it(describeConv(c), () => {
