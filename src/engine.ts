@@ -202,12 +202,13 @@ export class InferenceEngine {
           break;
         }
         case "scaleShift": {
-          // batchnorm_infer with mean 0, variance 1, eps 0 is exactly x * scale + shift.
+          // batchnorm_infer with variance 1 and eps 0 is exactly (x - center) * scale + shift.
           const C = op.outShape[op.outShape.length - 1];
           const s = weightPtr[op.scale];
           const t = weightPtr[op.shift];
+          const m = op.center === undefined ? zeros : weightPtr[op.center];
           steps.push((b) =>
-            k.batchnorm_infer_fwd_f32((b * outSize) / C, C, src, s, t, zeros, ones, 0, src),
+            k.batchnorm_infer_fwd_f32((b * outSize) / C, C, src, s, t, m, ones, 0, src),
           );
           break;
         }

@@ -128,9 +128,15 @@ export interface Conv2dOp {
   bias?: number;
   outShape: number[];
 }
-/** y = x * scale[c] + shift[c] over the last axis: a BatchNorm that could not fold. */
+/**
+ * y = (x - center[c]) * scale[c] + shift[c] over the last axis (center absent = 0): a BatchNorm
+ * that could not fold, with its square root folded (subtracting the mean first keeps the model's
+ * rounding when the mean is far from zero).
+ */
 export interface ScaleShiftOp {
   op: "scaleShift";
+  /** Tensor indices, each [channels] f32. */
+  center?: number;
   scale: number;
   shift: number;
   outShape: number[];
@@ -763,8 +769,11 @@ function validateHeader(raw: unknown, dataBytes: number, limits: EnnLimits): Val
       case "scaleShift": {
         const ch = shape[shape.length - 1];
         out = shape;
+        const center =
+          own(o, "center") === undefined ? undefined : useTensor("center", ["f32"], [ch]);
         op = {
           op: "scaleShift",
+          ...(center !== undefined ? { center } : {}),
           scale: useTensor("scale", ["f32"], [ch]),
           shift: useTensor("shift", ["f32"], [ch]),
           outShape: out,

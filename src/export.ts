@@ -29,6 +29,13 @@ import { padBefore, sizeOf, type ResolvedModel } from "./spec.js";
 
 export const EDGENN_PRODUCER = "edgenn 0.1.0";
 
+/**
+ * A forward fold is refused when the BN's statistics put its input more than this many standard
+ * deviations from zero (|mean - beta/s| / sqrt(var + eps)): the folded GEMM would lose that factor
+ * of f32 precision against the unfolded model. Trained nets are far below (after ReLU about 1).
+ */
+export const FORWARD_FOLD_MAX_OFFSET = 8;
+
 /** What export needs from a model: its resolved spec and its tensors (Model satisfies it). */
 export interface ExportableModel {
   readonly resolved: ResolvedModel;
@@ -70,11 +77,17 @@ interface GemmNode {
   inShape: number[];
   outShape: number[];
 }
+/** y = (x - center) * scale + shift per channel. */
 interface ScaleShiftNode {
   op: "scaleShift";
   layer: number;
+  center: Float64Array;
   scale: Float64Array;
   shift: Float64Array;
+  /** sqrt(var + eps) of the first BN: the spread of the input the statistics describe. */
+  sigma: Float64Array;
+  /** Why a forward fold was refused, if it was. */
+  refused?: string;
   /** Report entries of the BNs merged into it (updated if it later folds forward). */
   entries: ReportEntry[];
   inShape: number[];
@@ -207,7 +220,8 @@ export function foldBatchNorm(
                 inShape: l.inShape,
                 outShape: l.outShape,
               };
-        foldForward(nodes, node);
+        // Several scaleShifts separated only by Flatten may all fold (each exact).
+        while (foldForward(nodes, node));
         nodes.push(node);
         break;
       }
@@ -245,10 +259,10 @@ export function foldBatchNorm(
             note: `into ${p.op} layer ${p.layer}'s weights and bias${created ? " (bias created)" : ""}`,
           });
         } else if (p && p.op === "scaleShift" && p.outShape[p.outShape.length - 1] === C) {
-          // Two BNs in a row: (x*s1 + t1)*s2 + t2.
+          // Two BNs in a row: ((x - m1)*s1 + b1 - m2)*s2 + b2.
           for (let c = 0; c < C; c++) {
             p.scale[c] *= scale[c];
-            p.shift[c] = p.shift[c] * scale[c] + shift[c];
+            p.shift[c] = (p.shift[c] - mean[c]) * scale[c] + (beta ? beta[c] : 0);
           }
           const e: ReportEntry = {
             layer: i,
@@ -269,8 +283,10 @@ export function foldBatchNorm(
           nodes.push({
             op: "scaleShift",
             layer: i,
+            center: Float64Array.from(mean),
             scale,
-            shift,
+            shift: beta ? Float64Array.from(beta) : new Float64Array(C),
+            sigma: Float64Array.from(variance, (v) => Math.sqrt(v + Math.fround(s.epsilon))),
             entries: [e],
             inShape: l.inShape,
             outShape: l.outShape,
@@ -332,11 +348,13 @@ export function foldBatchNorm(
     if (n.op !== "scaleShift") return;
     let next = nodes[k + 1];
     for (let j = k + 1; next && next.op === "flatten"; j++) next = nodes[j + 1];
-    const why = !next
-      ? "it is the last op"
-      : next.op === "conv2d"
-        ? `the next conv2d (layer ${next.layer}) pads its input, and a padded border would see the shift`
-        : `the next op is ${next.op} (layer ${next.layer})`;
+    const why = n.refused
+      ? n.refused
+      : !next
+        ? "it is the last op"
+        : next.op === "conv2d"
+          ? `the next conv2d (layer ${next.layer}) pads its input, and a padded border would see the shift`
+          : `the next op is ${next.op} (layer ${next.layer})`;
     for (const e of n.entries) e.note += `; cannot fold forward: ${why}`;
   });
   if (nodes.length === 0)
@@ -356,13 +374,29 @@ export function foldBatchNorm(
 }
 
 /** Folds a scaleShift just before `node` (across Flatten) into it when that is exact. */
-function foldForward(nodes: GraphNode[], node: GemmNode): void {
+function foldForward(nodes: GraphNode[], node: GemmNode): boolean {
   let k = nodes.length - 1;
   while (k >= 0 && nodes[k].op === "flatten") k--;
   const q = nodes[k];
-  if (!q || q.op !== "scaleShift") return;
+  if (!q || q.op !== "scaleShift") return false;
   const C = q.scale.length;
   const F = node.outShape[node.outShape.length - 1];
+  if (node.op === "conv2d" && (k !== nodes.length - 1 || node.pad!.some((p) => p !== 0)))
+    return false;
+  // y = x*s + t with t = shift - center*s. Folded, the GEMM adds x*s*W and t*W separately and
+  // they cancel where the model subtracted the mean first: that loses about
+  // |t| / (|s| * sigma) (input standard deviations from the mean to zero) in f32 precision.
+  const t = new Float64Array(C);
+  let worst = 0;
+  for (let c = 0; c < C; c++) {
+    t[c] = q.shift[c] - q.center[c] * q.scale[c];
+    if (q.scale[c] !== 0)
+      worst = Math.max(worst, Math.abs(t[c]) / (Math.abs(q.scale[c]) * q.sigma[c]));
+  }
+  if (worst > FORWARD_FOLD_MAX_OFFSET) {
+    q.refused = `folding it into ${node.op} layer ${node.layer} would cost precision (its statistics put the input ${worst.toPrecision(3)} standard deviations from zero, over ${FORWARD_FOLD_MAX_OFFSET}), so it stays exact`;
+    return false;
+  }
   const bias = node.bias ?? new Float64Array(F);
   const W = node.kernel;
   if (node.op === "dense") {
@@ -371,17 +405,16 @@ function foldForward(nodes: GraphNode[], node: GemmNode): void {
     for (let i = 0; i < In; i++) {
       const c = i % C;
       for (let j = 0; j < F; j++) {
-        bias[j] += q.shift[c] * W[i * F + j];
+        bias[j] += t[c] * W[i * F + j];
         W[i * F + j] *= q.scale[c];
       }
     }
   } else {
-    if (k !== nodes.length - 1 || node.pad!.some((p) => p !== 0)) return;
     const rows = W.length / F; // KH*KW*C, channel = row % C
     for (let r = 0; r < rows; r++) {
       const c = r % C;
       for (let j = 0; j < F; j++) {
-        bias[j] += q.shift[c] * W[r * F + j];
+        bias[j] += t[c] * W[r * F + j];
         W[r * F + j] *= q.scale[c];
       }
     }
@@ -393,6 +426,7 @@ function foldForward(nodes: GraphNode[], node: GemmNode): void {
     e.into = node.layer;
     e.note = `into ${node.op} layer ${node.layer}'s weights and bias (exact: ${node.op === "dense" ? "a dense layer" : "an unpadded conv"}); ${e.note.replace(/^cannot fold backward: /, "backward was impossible: ")}`;
   }
+  return true;
 }
 
 // ---- to the file ---------------------------------------------------------------------------------
@@ -449,6 +483,7 @@ export function exportModel(model: ExportableModel, options: ExportOptions = {})
         for (const e of n.entries) e.op = k;
         return {
           op: "scaleShift",
+          center: add(`${name}.center`, "f32", [n.center.length], Float32Array.from(n.center)),
           scale: add(`${name}.scale`, "f32", [n.scale.length], Float32Array.from(n.scale)),
           shift: add(`${name}.shift`, "f32", [n.shift.length], Float32Array.from(n.shift)),
           outShape: n.outShape,

@@ -1,13 +1,7 @@
 // The .enn format: round trips, layout, and one targeted test per way a file can be wrong, each
 // checking the error type, what it says and where it points.
 import { describe, expect, it } from "vitest";
-import {
-  ENN_MAJOR,
-  ModelFormatError,
-  readEnn,
-  writeEnn,
-  type EnnModel,
-} from "../src/ennFormat.js";
+import { ENN_MAJOR, ModelFormatError, readEnn, writeEnn, type EnnModel } from "../src/ennFormat.js";
 import { exportModel } from "../src/export.js";
 import {
   fakeModel,
@@ -29,7 +23,9 @@ function formatError(fn: () => unknown): ModelFormatError {
     fn();
   } catch (e) {
     if (e instanceof ModelFormatError) return e;
-    throw new Error(`expected ModelFormatError, got ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    throw new Error(
+      `expected ModelFormatError, got ${(e as Error)?.name}: ${(e as Error)?.message}`,
+    );
   }
   throw new Error("expected ModelFormatError, nothing was thrown");
 }
@@ -142,7 +138,9 @@ describe(".enn loading is hardened", () => {
       const b = copy(mlp.bytes);
       b[at] ^= 0x10;
       const e = read(b);
-      expect(e.message).toMatch(/checksum mismatch: stored CRC-32 [0-9a-f]{8}, computed [0-9a-f]{8}/);
+      expect(e.message).toMatch(
+        /checksum mismatch: stored CRC-32 [0-9a-f]{8}, computed [0-9a-f]{8}/,
+      );
     }
   });
 
@@ -154,12 +152,12 @@ describe(".enn loading is hardened", () => {
   });
 
   it("files and headers over the configured limits are refused before parsing", () => {
-    expect(formatError(() => readEnn(mlp.bytes, { limits: { maxFileBytes: 1000 } })).message).toMatch(
-      /over the 1000-byte limit/,
-    );
-    expect(formatError(() => readEnn(mlp.bytes, { limits: { maxHeaderBytes: 100 } })).message).toMatch(
-      /header is \d+ bytes, over the 100-byte limit/,
-    );
+    expect(
+      formatError(() => readEnn(mlp.bytes, { limits: { maxFileBytes: 1000 } })).message,
+    ).toMatch(/over the 1000-byte limit/);
+    expect(
+      formatError(() => readEnn(mlp.bytes, { limits: { maxHeaderBytes: 100 } })).message,
+    ).toMatch(/header is \d+ bytes, over the 100-byte limit/);
     const b = copy(mlp.bytes);
     new DataView(b.buffer).setUint32(12, 0xfffffff0, true);
     expect(read(fixCrc(b)).message).toMatch(/header is \d+ bytes, over/);
@@ -185,7 +183,11 @@ describe(".enn loading is hardened", () => {
 
   it("deeply nested JSON is refused by a byte scan before parsing", () => {
     const deep = "[".repeat(100000) + "]".repeat(100000);
-    const e = read(withHeader(mlp.bytes, (h) => JSON.stringify({ ...h, extra: 0 }).replace('"extra":0', `"extra":${deep}`)));
+    const e = read(
+      withHeader(mlp.bytes, (h) =>
+        JSON.stringify({ ...h, extra: 0 }).replace('"extra":0', `"extra":${deep}`),
+      ),
+    );
     expect(e.message).toMatch(/nests deeper than 16 levels/);
     expect(e.where.offset).toBeGreaterThan(24);
   });
@@ -206,7 +208,9 @@ describe(".enn loading is hardened", () => {
     let e = read(withHeader(mlp.bytes, (h) => void (h.ops[1].units = "12")));
     expect(e.where).toMatchObject({ op: 1, field: "ops[1].units" });
     expect(e.message).toMatch(/op 1.*must be an integer/);
-    e = read(withHeader(mlp.bytes, (h) => JSON.stringify(h).replace('"units":16', '"units":1e400')));
+    e = read(
+      withHeader(mlp.bytes, (h) => JSON.stringify(h).replace('"units":16', '"units":1e400')),
+    );
     expect(e.message).toMatch(/ops\[0\]\.units.*must be an integer/);
     e = read(withHeader(mlp.bytes, (h) => void (h.ops[1].alpha = 1e300)));
     expect(e.message).toMatch(/ops\[1\]\.alpha/);
@@ -242,9 +246,13 @@ describe(".enn loading is hardened", () => {
   });
 
   it("dimension products that overflow are caught with checked multiplication", () => {
-    let e = read(withHeader(cnnInt8.bytes, (h) => void (h.inputShape = [1048576, 1048576, 1048576])));
+    let e = read(
+      withHeader(cnnInt8.bytes, (h) => void (h.inputShape = [1048576, 1048576, 1048576])),
+    );
     expect(e.message).toMatch(/more than 16777216 elements/);
-    e = read(withHeader(mlp.bytes, (h) => void (h.tensors[0].shape = [65536, 65536, 65536, 65536])));
+    e = read(
+      withHeader(mlp.bytes, (h) => void (h.tensors[0].shape = [65536, 65536, 65536, 65536])),
+    );
     expect(e.message).toMatch(/tensors\[0\]\.shape.*more than/);
     e = read(withHeader(mlp.bytes, (h) => void (h.inputShape = [2 ** 53])));
     expect(e.message).toMatch(/inputShape\[0\]/);

@@ -4,7 +4,7 @@ import { crc32 } from "../src/crc32.js";
 import type { ExportableModel } from "../src/export.js";
 import { layerTensors } from "../src/layers.js";
 import { Rng } from "../src/random.js";
-import { resolveSpec, type ModelSpec, type ResolvedModel } from "../src/spec.js";
+import { padBefore, resolveSpec, type ModelSpec, type ResolvedModel } from "../src/spec.js";
 
 export function gaussian(rng: Rng): number {
   const u = Math.max(rng.next(), 1e-12);
@@ -164,4 +164,132 @@ export function tensorDataOffset(bytes: Uint8Array, i: number): number {
   const hlen = v.getUint32(12, true);
   const h = headerOf(bytes) as { tensors: { offset: number }[] };
   return align16(24 + hlen) + h.tensors[i].offset;
+}
+
+/**
+ * Float64 forward pass of a model spec in inference mode, written from the layer definitions alone
+ * (an oracle independent of both the kernels and the export): [N, ...outputShape].
+ */
+export function forward64(
+  r: ResolvedModel,
+  w: Map<string, Float32Array>,
+  x: Float32Array,
+  N: number,
+  skipFinalSoftmax = false,
+): Float64Array {
+  let cur = Float64Array.from(x);
+  r.layers.forEach((l, li) => {
+    const s = l.spec;
+    const inSize = l.inShape.reduce((a, b) => a * b, 1);
+    const outSize = l.outShape.reduce((a, b) => a * b, 1);
+    const get = (n: string) => w.get(`layers.${li}.${n}`);
+    const out = new Float64Array(N * outSize);
+    const C = l.outShape[l.outShape.length - 1];
+    const map = (f: (v: number) => number) => cur.map(f);
+    switch (s.type) {
+      case "dense": {
+        const k = get("kernel")!;
+        const b = get("bias");
+        for (let n = 0; n < N; n++)
+          for (let j = 0; j < s.units; j++) {
+            let acc = b ? b[j] : 0;
+            for (let i = 0; i < inSize; i++) acc += cur[n * inSize + i] * k[i * s.units + j];
+            out[n * s.units + j] = acc;
+          }
+        cur = out;
+        return;
+      }
+      case "conv2d":
+      case "maxPool2d":
+      case "avgPool2d": {
+        const [H, W, Cin] = l.inShape;
+        const [OH, OW, F] = l.outShape;
+        const [KH, KW] = s.type === "conv2d" ? s.kernelSize : s.poolSize;
+        const [SH, SW] = s.strides;
+        const pt = padBefore(H, KH, SH, s.padding);
+        const pl = padBefore(W, KW, SW, s.padding);
+        const k = get("kernel");
+        const b = get("bias");
+        for (let n = 0; n < N; n++)
+          for (let oh = 0; oh < OH; oh++)
+            for (let ow = 0; ow < OW; ow++)
+              for (let f = 0; f < F; f++) {
+                let acc =
+                  s.type === "conv2d" ? (b ? b[f] : 0) : s.type === "maxPool2d" ? -Infinity : 0;
+                let count = 0;
+                for (let kh = 0; kh < KH; kh++)
+                  for (let kw = 0; kw < KW; kw++) {
+                    const ih = oh * SH - pt + kh;
+                    const iw = ow * SW - pl + kw;
+                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                    const base = ((n * H + ih) * W + iw) * Cin;
+                    count++;
+                    if (s.type === "conv2d")
+                      for (let c = 0; c < Cin; c++)
+                        acc += cur[base + c] * k![((kh * KW + kw) * Cin + c) * F + f];
+                    else if (s.type === "maxPool2d") acc = Math.max(acc, cur[base + f]);
+                    else acc += cur[base + f];
+                  }
+                out[((n * OH + oh) * OW + ow) * F + f] = s.type === "avgPool2d" ? acc / count : acc;
+              }
+        cur = out;
+        return;
+      }
+      case "batchNorm": {
+        const g = get("gamma");
+        const be = get("beta");
+        const m = get("movingMean")!;
+        const v = get("movingVariance")!;
+        cur = cur.map((val, i) => {
+          const c = i % C;
+          return (
+            ((g ? g[c] : 1) * (val - m[c])) / Math.sqrt(v[c] + Math.fround(s.epsilon)) +
+            (be ? be[c] : 0)
+          );
+        });
+        return;
+      }
+      case "relu":
+        cur = map((v) => Math.max(v, 0));
+        return;
+      case "leakyRelu":
+        cur = map((v) => (v > 0 ? v : s.alpha * v));
+        return;
+      case "elu":
+        cur = map((v) => (v > 0 ? v : s.alpha * Math.expm1(v)));
+        return;
+      case "tanh":
+        cur = map(Math.tanh);
+        return;
+      case "sigmoid":
+        cur = map((v) => 1 / (1 + Math.exp(-v)));
+        return;
+      case "softmax": {
+        if (skipFinalSoftmax && li === r.layers.length - 1) return;
+        for (let row = 0; row < cur.length / C; row++) {
+          let mx = -Infinity;
+          for (let c = 0; c < C; c++) mx = Math.max(mx, cur[row * C + c]);
+          let sum = 0;
+          for (let c = 0; c < C; c++) sum += Math.exp(cur[row * C + c] - mx);
+          for (let c = 0; c < C; c++) out[row * C + c] = Math.exp(cur[row * C + c] - mx) / sum;
+        }
+        cur = out;
+        return;
+      }
+      case "globalAvgPool2d": {
+        const [H, W, Cin] = l.inShape;
+        for (let n = 0; n < N; n++)
+          for (let c = 0; c < Cin; c++) {
+            let acc = 0;
+            for (let p = 0; p < H * W; p++) acc += cur[(n * H * W + p) * Cin + c];
+            out[n * Cin + c] = acc / (H * W);
+          }
+        cur = out;
+        return;
+      }
+      default:
+        return; // dropout (identity at inference), flatten (same memory order)
+    }
+  });
+  return cur;
 }
