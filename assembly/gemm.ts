@@ -21,6 +21,12 @@ const KC: i32 = 256;
 const MC: i32 = 128;
 /** Columns of B packed at once; bounds scratch at KC x NC floats = 1 MB for wide matrices. */
 const NC: i32 = 1024;
+/**
+ * Up to this many rows of A, full 8-column panels of a row-major B are read in place instead of
+ * packed: each B element is used only M times, so copying it would cost as much as using it
+ * (batch-1 inference: M = 1).
+ */
+const DIRECT_B_MAX_M: i32 = 8;
 /** Bytes of the edge tile (4x8 floats) where partial tiles are staged for their scalar store. */
 const TILE_BYTES: usize = 128;
 
@@ -203,6 +209,8 @@ function macroKernel(
   kc: i32,
   packedA: usize,
   packedB: usize,
+  bDirect: usize,
+  bDirectStep: usize,
   C: usize,
   ldc: i32,
   bias: usize,
@@ -217,7 +225,14 @@ function macroKernel(
   const bPanelBytes = (<usize>kc) << 5;
   for (let j0 = 0; j0 < nc; j0 += 8) {
     const nr = minI32(8, nc - j0);
-    const pb = packedB + <usize>(j0 >> 3) * bPanelBytes;
+    // B panel: in place (row stride bDirectStep) when the caller asked for it and the panel is
+    // full, else packed (8 floats per k).
+    let pb = packedB + <usize>(j0 >> 3) * bPanelBytes;
+    let bStep: usize = 32;
+    if (bDirect != 0 && nr == 8) {
+      pb = bDirect + ((<usize>j0) << 2);
+      bStep = bDirectStep;
+    }
     const biasJ: usize = bias != 0 ? bias + ((<usize>j0) << 2) : 0;
     for (let i0 = 0; i0 < mc; i0 += 4) {
       const mr = minI32(4, mc - i0);
@@ -253,7 +268,7 @@ function macroKernel(
         c30 = f32x4.add(c30, f32x4.mul(av, b0));
         c31 = f32x4.add(c31, f32x4.mul(av, b1));
         a += 16;
-        b += 32;
+        b += bStep;
       }
 
       if (mr == 4 && nr == 8) {
@@ -330,6 +345,7 @@ export function gemm_f32(
   const aCol = (<usize>csA) << 2;
   const bRow = (<usize>rsB) << 2;
   const bCol = (<usize>csB) << 2;
+  const direct = csB == 1 && M <= DIRECT_B_MAX_M;
   for (let jc = 0; jc < N; jc += NC) {
     const nc = minI32(NC, N - jc);
     // At least one slice even when K == 0, so the epilogue (C = clamp(bias)) still runs.
@@ -338,7 +354,23 @@ export function gemm_f32(
       const kc = minI32(KC, K - pc);
       const last = pc + kc >= K;
       const addC = pc > 0 || accumulate != 0;
-      packB(kc, nc, B + <usize>pc * bRow + <usize>jc * bCol, rsB, csB, packedB);
+      const bSlice = B + <usize>pc * bRow + <usize>jc * bCol;
+      if (direct) {
+        // Only the N tail (nc % 8 columns) is packed, into its panel's slot.
+        const nFull = nc & ~7;
+        if (nFull < nc) {
+          packB(
+            kc,
+            nc - nFull,
+            bSlice + <usize>nFull * bCol,
+            rsB,
+            csB,
+            packedB + <usize>(nFull >> 3) * ((<usize>kc) << 5),
+          );
+        }
+      } else {
+        packB(kc, nc, bSlice, rsB, csB, packedB);
+      }
       for (let ic = 0; ic < M; ic += MC) {
         const mc = minI32(MC, M - ic);
         packA(mc, kc, A + <usize>ic * aRow + <usize>pc * aCol, rsA, csA, packedA);
@@ -348,6 +380,8 @@ export function gemm_f32(
           kc,
           packedA,
           packedB,
+          direct ? bSlice : 0,
+          bRow,
           C + ((<usize>ic * <usize>ldc + <usize>jc) << 2),
           ldc,
           bias != 0 ? bias + ((<usize>jc) << 2) : 0,

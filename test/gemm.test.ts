@@ -227,6 +227,17 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
 
   it("crosses the KC (256), MC (128) and NC (1024) block boundaries with tails", () => {
     const k = loadKernels();
+    // M <= 8 with row-major B reads full B panels in place (no packing); the N tail is packed.
+    runCase(
+      k,
+      { M: 5, N: 1033, K: 517, layout: "NN", bias: true, clamp: true, accumulate: true, ldcPad: 3 },
+      6,
+    );
+    runCase(
+      k,
+      { M: 8, N: 20, K: 300, layout: "TN", bias: true, clamp: false, accumulate: false, ldcPad: 0 },
+      5,
+    );
     runCase(
       k,
       {
