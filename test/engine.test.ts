@@ -1,0 +1,236 @@
+// The inference engine: loading from every source, one memory plan, no allocation in steady state,
+// batch handling, plain-array convenience, errors, and int8 weights (bound and size).
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Dataset } from "../src/dataset.js";
+import { InferenceError } from "../src/engine.js";
+import { ModelFormatError, readEnn } from "../src/ennFormat.js";
+import { exportModel } from "../src/export.js";
+import { Kernels } from "../src/kernels.js";
+import { Model } from "../src/model.js";
+import { InferenceEngine, loadEngineFile } from "../src/node/engine.js";
+import { kernelModule, loadKernels } from "../src/node/loadKernels.js";
+import { defaultDataDir, readIdxDataset } from "../src/node/readDataset.js";
+import { cnnSpec, mlpSpec } from "../src/referenceModels.js";
+import { fit } from "../src/train.js";
+import { fakeModel, randomInputs, smallCnn, smallMlp } from "./exportFixtures.js";
+
+const mlp = exportModel(fakeModel(smallMlp, 5)).bytes;
+const cnn = exportModel(fakeModel(smallCnn, 6)).bytes;
+
+describe("InferenceEngine loading", () => {
+  const x = randomInputs(3 * 20, 1);
+  let want: Float32Array;
+  beforeAll(() => {
+    want = InferenceEngine.loadSync(mlp).predict(x, 3).slice();
+  });
+
+  it("from bytes, an ArrayBuffer, {module, bytes}, options.kernels, sync or async: same outputs", async () => {
+    const module = kernelModule();
+    const engines = [
+      await InferenceEngine.load(mlp),
+      await InferenceEngine.load(mlp.slice().buffer),
+      await InferenceEngine.load({ module, bytes: mlp }),
+      await InferenceEngine.load(mlp, { kernels: module }),
+      await InferenceEngine.load(mlp, {
+        kernels: readFileSync(process.env.EDGENN_WASM || join("build", "edgenn.wasm")),
+      }),
+      InferenceEngine.loadSync({ module, bytes: mlp.slice().buffer }),
+      InferenceEngine.loadSync(mlp, { kernels: loadKernels() }),
+    ];
+    for (const e of engines) expect(Array.from(e.predict(x, 3))).toEqual(Array.from(want));
+  });
+
+  it("from a file path (Node)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgenn-engine-"));
+    const path = join(dir, "m.enn");
+    writeFileSync(path, mlp);
+    expect(Array.from(loadEngineFile(path).predict(x, 3))).toEqual(Array.from(want));
+  });
+
+  it("exposes shapes, labels and normalisation from the file", () => {
+    const e = InferenceEngine.loadSync(mlp);
+    expect(e.inputShape).toEqual([20]);
+    expect(e.outputShape).toEqual([4]);
+    expect(e.labels).toEqual(["a", "b", "c", "d"]);
+    expect(e.inputNormalization).toEqual({ scale: 1, offset: 0 });
+    expect(e.maxBatch).toBe(64);
+  });
+
+  it("a bad file is a ModelFormatError; memory over the engine's limit too, before growing", () => {
+    const bad = mlp.slice();
+    bad[40] ^= 1;
+    expect(() => InferenceEngine.loadSync(bad)).toThrow(ModelFormatError);
+    expect(() => InferenceEngine.loadSync(cnn, { maxBatch: 64, maxMemoryBytes: 100_000 })).toThrow(
+      /needs [\d.]+ MiB of memory at maxBatch 64, over the engine's limit/,
+    );
+  });
+
+  it("the platform-neutral modules import no Node built-ins (they run in Workers)", () => {
+    for (const f of ["engine", "ennFormat", "quantize", "export", "kernels", "crc32"])
+      expect(readFileSync(join("src", `${f}.ts`), "utf8")).not.toMatch(/from "node:|require\(/);
+  });
+});
+
+describe("InferenceEngine.predict", () => {
+  it("plans memory once and allocates nothing in steady state: same buffer, same output object", () => {
+    const e = InferenceEngine.loadSync(cnn, { maxBatch: 8 });
+    const memory = e.kernels.memory;
+    const buffer = memory.buffer;
+    const x = randomInputs(8 * 180, 2);
+    const first = e.predict(x, 8);
+    const copy = first.slice();
+    for (let i = 0; i < 20; i++) {
+      const y = e.predict(x, 8);
+      expect(y).toBe(first);
+      expect(memory.buffer).toBe(buffer);
+    }
+    expect(Array.from(first)).toEqual(Array.from(copy));
+    // The output is a view into the engine's memory, [batch, ...outputShape].
+    expect(first.buffer).toBe(buffer);
+    expect(first.length).toBe(8 * 3);
+    // Another batch size: its own cached view, same memory.
+    const y3 = e.predict(x.subarray(0, 3 * 180), 3);
+    expect(y3.length).toBe(9);
+    expect(e.predict(x.subarray(0, 3 * 180))).toBe(y3);
+    expect(memory.buffer).toBe(buffer);
+  });
+
+  it("each sample's output is independent of the batch it runs in", () => {
+    const e = InferenceEngine.loadSync(cnn, { maxBatch: 16 });
+    const x = randomInputs(13 * 180, 3);
+    const batch = e.predict(x, 13).slice();
+    for (let s = 0; s < 13; s++) {
+      const one = e.predict(x.subarray(s * 180, (s + 1) * 180), 1);
+      expect(Array.from(one)).toEqual(Array.from(batch.subarray(s * 3, (s + 1) * 3)));
+    }
+  });
+
+  it("the same file gives bit-identical outputs in independent engines", () => {
+    const x = randomInputs(5 * 180, 4);
+    const a = InferenceEngine.loadSync(cnn).predict(x, 5).slice();
+    const b = InferenceEngine.loadSync(cnn.slice(), { maxBatch: 5 }).predict(x, 5);
+    expect(Array.from(b)).toEqual(Array.from(a));
+  });
+
+  it("predict(number[][]): flat rows or nested to the input shape, any count (chunked by maxBatch)", () => {
+    const e = InferenceEngine.loadSync(cnn, { maxBatch: 4 });
+    const x = randomInputs(10 * 180, 5);
+    const want = InferenceEngine.loadSync(cnn, { maxBatch: 10 }).predict(x, 10).slice();
+    const flat = Array.from({ length: 10 }, (_, s) =>
+      Array.from(x.subarray(s * 180, (s + 1) * 180)),
+    );
+    const nested = flat.map((row) =>
+      Array.from({ length: 10 }, (_, h) =>
+        Array.from({ length: 9 }, (_, w) => row.slice((h * 9 + w) * 2, (h * 9 + w) * 2 + 2)),
+      ),
+    );
+    const a = e.predict(flat);
+    const b = e.predict(nested);
+    expect(a.length).toBe(10);
+    expect(a.flat()).toEqual(Array.from(want));
+    expect(b).toEqual(a);
+  });
+
+  it("wrong input sizes and batch sizes are InferenceErrors that say what is expected", () => {
+    const e = InferenceEngine.loadSync(mlp, { maxBatch: 4 });
+    expect(() => e.predict(new Float32Array(21))).toThrow(
+      /21 values, not a whole number \(1 to 4\) of samples of 20/,
+    );
+    expect(() => e.predict(new Float32Array(100), 5)).toThrow(
+      /batch size must be an integer from 1 to 4/,
+    );
+    expect(() => e.predict(new Float32Array(20), 2)).toThrow(/2 samples need 40/);
+    expect(() => e.predict([[1, 2, 3]])).toThrow(InferenceError);
+    expect(() => e.predict([new Array(20).fill(NaN)])).toThrow(
+      /sample 0\[0\] must be a finite number/,
+    );
+    expect(() => InferenceEngine.loadSync(mlp, { maxBatch: 0 })).toThrow(InferenceError);
+  });
+});
+
+describe("int8 weights", () => {
+  it("store a quarter of the weight bytes, per-output-channel scales", () => {
+    for (const spec of [mlpSpec(), cnnSpec()]) {
+      const m = fakeModel(spec, 8);
+      const f = exportModel(m);
+      const q = exportModel(m, { int8: true });
+      const ratio = q.report.bytesAfter / f.report.bytesAfter;
+      expect(ratio).toBeLessThan(0.26);
+      expect(q.bytes.length / f.bytes.length).toBeLessThan(0.27);
+      const e = readEnn(q.bytes);
+      expect(e.tensors.filter((t) => t.dtype === "i8").length).toBe(
+        e.ops.filter((o) => "kernel" in o).length,
+      );
+    }
+  });
+
+  it("dequantised weights are within scale/2 of the f32 weights", () => {
+    const m = fakeModel(smallCnn, 9);
+    const f = readEnn(exportModel(m).bytes);
+    const q = readEnn(exportModel(m, { int8: true }).bytes);
+    q.ops.forEach((op, i) => {
+      if (op.op !== "dense" && op.op !== "conv2d") return;
+      const w = f.tensors[(f.ops[i] as typeof op).kernel].data;
+      const qi = q.tensors[op.kernel].data;
+      const s = q.tensors[op.kernelScale!].data;
+      for (let j = 0; j < w.length; j++)
+        expect(Math.abs(qi[j] * s[j % s.length] - w[j])).toBeLessThanOrEqual(
+          s[j % s.length] / 2 + 1e-7,
+        );
+    });
+  });
+
+  let data: { train: Dataset; test: Dataset };
+  beforeAll(async () => {
+    data = await readIdxDataset(defaultDataDir());
+  });
+
+  it("a trained mlp loses at most 1 point of accuracy and its probabilities move < 0.02", async () => {
+    const model = new Model(loadKernels(), mlpSpec(), { seed: 1 });
+    const n = 3000;
+    const per = 784;
+    await fit(model, data.train.x.subarray(0, n * per), data.train.y.subarray(0, n), {
+      epochs: 1,
+      batchSize: 64,
+    });
+    const f32 = InferenceEngine.loadSync(exportModel(model).bytes);
+    const int8 = InferenceEngine.loadSync(exportModel(model, { int8: true }).bytes);
+    const N = data.test.count;
+    let okF = 0;
+    let okQ = 0;
+    let worst = 0;
+    for (let s = 0; s < N; s += 64) {
+      const B = Math.min(64, N - s);
+      const x = data.test.x.subarray(s * per, (s + B) * per);
+      const a = f32.predict(x, B).slice();
+      const b = int8.predict(x, B);
+      for (let r = 0; r < B; r++) {
+        const label = data.test.y[s + r];
+        const arg = (y: Float32Array) => {
+          let best = 0;
+          for (let c = 1; c < 10; c++) if (y[r * 10 + c] > y[r * 10 + best]) best = c;
+          return best;
+        };
+        if (arg(a) === label) okF++;
+        if (arg(b) === label) okQ++;
+        for (let c = 0; c < 10; c++)
+          worst = Math.max(worst, Math.abs(a[r * 10 + c] - b[r * 10 + c]));
+      }
+    }
+    console.log(
+      `int8 on a 1-epoch mlp: test accuracy ${((okF / N) * 100).toFixed(2)}% f32, ${((okQ / N) * 100).toFixed(2)}% int8 (${N} samples); largest probability change ${worst.toFixed(4)}`,
+    );
+    expect(okF / N).toBeGreaterThan(0.6);
+    expect(Math.abs(okF - okQ) / N).toBeLessThanOrEqual(0.01);
+    expect(worst).toBeLessThan(0.02);
+  });
+
+  it("an existing Kernels instance is used as given (the engine then owns its memory)", () => {
+    const k = Kernels.loadSync(kernelModule());
+    const e = InferenceEngine.loadSync(mlp, { kernels: k });
+    expect(e.kernels).toBe(k);
+  });
+});
