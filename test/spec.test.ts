@@ -20,9 +20,21 @@ describe("model spec", () => {
     expect(mlp.params).toBe(200960 + 512 + 32896 + 256 + 1290);
     const cnn = resolveSpec(cnnSpec());
     expect(cnn.layers.map((l) => l.outShape)).toEqual([
-      [28, 28, 32], [28, 28, 32], [28, 28, 32], [14, 14, 32],
-      [14, 14, 64], [14, 14, 64], [14, 14, 64], [7, 7, 64],
-      [3136], [128], [128], [128], [128], [10], [10],
+      [28, 28, 32],
+      [28, 28, 32],
+      [28, 28, 32],
+      [14, 14, 32],
+      [14, 14, 64],
+      [14, 14, 64],
+      [14, 14, 64],
+      [7, 7, 64],
+      [3136],
+      [128],
+      [128],
+      [128],
+      [128],
+      [10],
+      [10],
     ]);
     expect(cnn.layers[4].params).toBe(3 * 3 * 32 * 64 + 64);
   });
@@ -32,18 +44,30 @@ describe("model spec", () => {
       '{"inputShape":[28,28,1],"layers":[{"type":"conv2d","filters":32,"kernelSize":3,"padding":"same"},{"type":"batchNorm"},{"type":"relu"},{"type":"maxPool2d","poolSize":2},{"type":"flatten"},{"type":"dense","units":10},{"type":"softmax"}]}',
     );
     expect(m.outputShape).toEqual([10]);
-    expect(m.layers[1].spec).toEqual({ type: "batchNorm", momentum: 0.99, epsilon: 1e-3, center: true, scale: true });
+    expect(m.layers[1].spec).toEqual({
+      type: "batchNorm",
+      momentum: 0.99,
+      epsilon: 1e-3,
+      center: true,
+      scale: true,
+    });
   });
 
   it("names the layer index and field of an unknown type", () => {
-    const e = specError({ inputShape: [4], layers: [{ type: "dense", units: 3 }, { type: "conv3d" }] });
+    const e = specError({
+      inputShape: [4],
+      layers: [{ type: "dense", units: 3 }, { type: "conv3d" }],
+    });
     expect(e.layer).toBe(1);
     expect(e.field).toBe("type");
     expect(e.message).toMatch(/layer 1 field "type": unknown layer type "conv3d"/);
   });
 
   it("rejects impossible shapes, naming layer and field", () => {
-    let e = specError({ inputShape: [4, 4, 1], layers: [{ type: "conv2d", filters: 2, kernelSize: 5 }] });
+    let e = specError({
+      inputShape: [4, 4, 1],
+      layers: [{ type: "conv2d", filters: 2, kernelSize: 5 }],
+    });
     expect(e.layer).toBe(0);
     expect(e.field).toBe("kernelSize");
     e = specError({ inputShape: [4, 4, 1], layers: [{ type: "dense", units: 3 }] });
