@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { loadKernels } from "../src/node/loadKernels.js";
+import { TAIL_SIZES, TestArena, expectSameBits, rng, uniform } from "./kernelHarness.js";
 
 describe("kernel memory helpers", () => {
   it("fills and copies floats, including tails", () => {
@@ -25,5 +26,68 @@ describe("kernel memory helpers", () => {
     expect(before.length).toBe(0); // the old view is detached
     expect(k.f32 === before).toBe(false);
     expect(k.f32.length * 4).toBe(k.memory.buffer.byteLength);
+  });
+});
+
+describe("batch gathering and elementwise helpers", () => {
+  it("gather_rows_f32 copies rows by index, matching its scalar twin, for every row length", () => {
+    const a = new TestArena();
+    const r = rng(11);
+    for (const rowLen of [1, 3, 4, 5, 8, 13, 784]) {
+      for (const rows of [0, 1, 7, 32]) {
+        a.reset();
+        const datasetRows = 40;
+        const data = uniform(datasetRows * rowLen, rowLen * 100 + rows);
+        const idx = Array.from({ length: rows }, () => Math.floor(r() * datasetRows));
+        const src = a.f32(datasetRows * rowLen, data, "src");
+        const ip = a.i32(rows, idx, "idx");
+        const dst = a.f32(rows * rowLen, 0, "dst", rowLen % 3); // also unaligned destinations
+        const twin = a.f32(rows * rowLen, 0, "twin");
+        a.abi.gather_rows_f32(rows, rowLen, src, ip, dst);
+        a.k.twin("gather_rows_f32")(rows, rowLen, src, ip, twin);
+        const want = new Float32Array(rows * rowLen);
+        idx.forEach((i, row) =>
+          want.set(data.subarray(i * rowLen, (i + 1) * rowLen), row * rowLen),
+        );
+        expectSameBits(a.read(dst, rows * rowLen), want, `gather rows=${rows} rowLen=${rowLen}`);
+        expectSameBits(a.read(twin, rows * rowLen), want, "scalar twin");
+        a.expectGuards(`rows=${rows} rowLen=${rowLen}`);
+      }
+    }
+  });
+
+  it("gather_i32 picks labels by index", () => {
+    const a = new TestArena();
+    const labels = Array.from({ length: 50 }, (_, i) => (i * 7) % 10);
+    const idx = [49, 0, 3, 3, 17, 25, 1];
+    const src = a.i32(labels.length, labels, "labels");
+    const ip = a.i32(idx.length, idx, "idx");
+    const dst = a.i32(idx.length, -1, "dst");
+    a.abi.gather_i32(idx.length, src, ip, dst);
+    expect(Array.from(a.readI32(dst, idx.length))).toEqual(idx.map((i) => labels[i]));
+    a.expectGuards();
+  });
+
+  it("add_f32 and scale_f32 match float32 arithmetic exactly on every tail", () => {
+    const a = new TestArena();
+    for (const n of TAIL_SIZES) {
+      a.reset();
+      const x = uniform(n, n + 1, -3, 3);
+      const y = uniform(n, n + 2, -3, 3);
+      const dst = a.f32(n, x, "dst");
+      const src = a.f32(n, y, "src");
+      const twin = a.f32(n, x, "twin");
+      a.abi.add_f32(n, dst, src);
+      a.k.twin("add_f32")(n, twin, src);
+      const sum = x.map((v, i) => Math.fround(v + y[i]));
+      expectSameBits(a.read(dst, n), sum, `add n=${n}`);
+      expectSameBits(a.read(twin, n), sum, `add twin n=${n}`);
+      a.abi.scale_f32(n, dst, -0.37);
+      a.k.twin("scale_f32")(n, twin, -0.37);
+      const scaled = sum.map((v) => Math.fround(v * Math.fround(-0.37)));
+      expectSameBits(a.read(dst, n), scaled, `scale n=${n}`);
+      expectSameBits(a.read(twin, n), scaled, `scale twin n=${n}`);
+      a.expectGuards(`n=${n}`);
+    }
   });
 });
