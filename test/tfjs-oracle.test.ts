@@ -72,18 +72,17 @@ describe("training steps match TensorFlow.js", () => {
           tf.layers.activation({ activation: "softmax" }),
         ],
       });
-      const order = [
-        "layers.0.kernel",
-        "layers.0.bias",
-        "layers.1.gamma",
-        "layers.1.beta",
-        "layers.1.movingMean",
-        "layers.1.movingVariance",
-        "layers.3.kernel",
-        "layers.3.bias",
+      // Per layer, in Keras weight order (TF.js's model.getWeights lists trainable weights first).
+      const perLayer: [number, string[]][] = [
+        [0, ["layers.0.kernel", "layers.0.bias"]],
+        [1, ["layers.1.gamma", "layers.1.beta", "layers.1.movingMean", "layers.1.movingVariance"]],
+        [3, ["layers.3.kernel", "layers.3.bias"]],
       ];
       const w0 = m.getWeights();
-      tfm.setWeights(order.map((n, i) => tf.tensor(w0.get(n)!, tfm.getWeights()[i].shape)));
+      for (const [li, names] of perLayer) {
+        const shapes = tfm.layers[li].getWeights().map((t) => t.shape);
+        tfm.layers[li].setWeights(names.map((n, i) => tf.tensor(w0.get(n)!, shapes[i])));
+      }
       tfm.compile({ optimizer: tf.train.sgd(0.1), loss: "sparseCategoricalCrossentropy" });
 
       const xs: Float32Array[] = [];
@@ -108,10 +107,12 @@ describe("training steps match TensorFlow.js", () => {
         expect(Math.abs(ours - theirs)).toBeLessThan(1e-4);
       }
       const ws = m.getWeights();
-      const tw = tfm.getWeights();
-      order.forEach((n, i) => {
-        expect(maxAbsDiff(ws.get(n)!, tw[i].dataSync()), n).toBeLessThan(1e-4);
-      });
+      for (const [li, names] of perLayer) {
+        const tw = tfm.layers[li].getWeights();
+        names.forEach((n, i) =>
+          expect(maxAbsDiff(ws.get(n)!, tw[i].dataSync()), n).toBeLessThan(1e-4),
+        );
+      }
       // Inference mode uses the moving statistics: predictions agree too.
       const xt = new Float32Array(4 * 6).map(() => rng.next() * 2 - 1);
       const ours = m.predict(xt);
