@@ -1,7 +1,12 @@
 // Export: where each BatchNorm goes, what is removed and fused, and — the point of it all — that
 // the exported file computes what the unfolded model computes in inference mode, within
 // 1e-5 * max(1, |y|) per element, for the reference models and for random layer stacks.
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { saveCheckpoint } from "../src/checkpoint.js";
+import { runExport, runInspect, runPredict } from "../src/cliModel.js";
 import { readEnn, type EnnModel } from "../src/ennFormat.js";
 import { exportModel, foldBatchNorm, formatReport } from "../src/export.js";
 import { InferenceEngine } from "../src/node/engine.js";
@@ -398,3 +403,126 @@ function randomStack(rng: Rng): ModelSpec {
   maybe(0.1, dropout);
   return { inputShape, layers };
 }
+
+// ---- the CLI: export, inspect, predict --------------------------------------------------------
+
+describe("edgenn export / inspect / predict", () => {
+  const dir = mkdtempSync(join(tmpdir(), "edgenn-cli-"));
+  const capture = () => {
+    const lines: string[] = [];
+    const errs: string[] = [];
+    return {
+      out: { log: (s: string) => lines.push(s), err: (s: string) => errs.push(s) },
+      lines,
+      errs,
+    };
+  };
+  const spec = { ...smallCnn, labels: ["cat", "dog", "bird"] };
+  const model = trainedLike(spec, 77);
+  const ckpt = join(dir, "m.ckpt");
+  writeFileSync(ckpt, saveCheckpoint(model));
+  const enn = join(dir, "m.enn");
+
+  it("export writes the file and prints the report", () => {
+    const c = capture();
+    expect(runExport([ckpt, "--out", enn], c.out)).toBe(0);
+    const text = c.lines.join("\n");
+    expect(text).toMatch(/layer 1 batchNorm: folded — into conv2d layer 0/);
+    expect(text).toMatch(/parameters: .* before/);
+    expect(text).toMatch(/wrote .*m\.enn \([\d,]+ bytes\)/);
+    expect(readEnn(readFileSync(enn)).labels).toEqual(["cat", "dog", "bird"]);
+    const q = capture();
+    expect(
+      runExport([ckpt, "--out", join(dir, "q.enn"), "--int8", "--logits", "--json"], q.out),
+    ).toBe(0);
+    const j = JSON.parse(q.lines[0]);
+    expect(j.report).toMatchObject({ weights: "int8", logits: true });
+  });
+
+  it("inspect shows ops, shapes, params, bytes, folds and the checksum; --json too", () => {
+    const c = capture();
+    expect(runInspect([enn], c.out)).toBe(0);
+    const text = c.lines.join("\n");
+    expect(text).toMatch(/checksum: ok \(CRC-32 [0-9a-f]{8}\)/);
+    expect(text).toMatch(/input \[10, 9, 2\]; output \[3\]: cat, dog, bird/);
+    expect(text).toMatch(
+      /0\s+conv2d\s+5 filters 3x3, stride 1x1, pad 1\/1\/1\/1 \+relu\s+\[10, 9, 5\]\s+95\s+380 f32/,
+    );
+    expect(text).toMatch(/removed|folded/);
+    const j = capture();
+    expect(runInspect([enn, "--json"], j.out)).toBe(0);
+    const d = JSON.parse(j.lines.join("\n"));
+    expect(d.checksum.ok).toBe(true);
+    expect(d.ops.map((o: { op: string }) => o.op)).toEqual(
+      readEnn(readFileSync(enn)).ops.map((o) => o.op),
+    );
+  });
+
+  it("inspect flags a damaged file and fails", () => {
+    const bad = readFileSync(enn);
+    bad[bad.length - 10] ^= 4;
+    const p = join(dir, "bad.enn");
+    writeFileSync(p, bad);
+    const c = capture();
+    expect(runInspect([p], c.out)).toBe(1);
+    expect(c.lines.join("\n")).toMatch(/checksum: MISMATCH/);
+    const t = capture();
+    writeFileSync(p, bad.subarray(0, 100));
+    expect(runInspect([p], t.out)).toBe(1);
+    expect(t.errs.join("\n")).toMatch(/edgenn inspect: model file.*truncated/);
+  });
+
+  it("predict: nested or flat samples, one or many; --json rows equal the model's", () => {
+    const x = randomInputs(3 * 180, 78);
+    const want = model.predict(x);
+    const flat = [0, 1, 2].map((s) => Array.from(x.subarray(s * 180, (s + 1) * 180)));
+    const nested = flat.map((r) =>
+      Array.from({ length: 10 }, (_, h) =>
+        Array.from({ length: 9 }, (_, w) => r.slice((h * 9 + w) * 2, (h * 9 + w) * 2 + 2)),
+      ),
+    );
+    for (const [name, value, n] of [
+      ["flat", flat, 3],
+      ["nested", nested, 3],
+      ["one flat", flat[1], 1],
+      ["one nested", nested[1], 1],
+    ] as const) {
+      const input = join(dir, `${name}.json`);
+      writeFileSync(input, JSON.stringify(value));
+      const c = capture();
+      expect(runPredict([enn, "--input", input, "--json"], c.out)).toBe(0);
+      const rows: number[][] = JSON.parse(c.lines[0]).outputs;
+      expect(rows.length).toBe(n);
+      const offset = n === 1 ? 1 : 0;
+      rows.forEach((r, s) =>
+        r.forEach((v, k) =>
+          expect(Math.abs(v - want[(s + offset) * 3 + k])).toBeLessThanOrEqual(
+            1e-5 * Math.max(1, Math.abs(want[(s + offset) * 3 + k])),
+          ),
+        ),
+      );
+    }
+    const c = capture();
+    expect(runPredict([enn, "--input", join(dir, "flat.json"), "--top", "2"], c.out)).toBe(0);
+    expect(c.lines[0]).toMatch(/3 samples through .* \(top 2 outputs\)/);
+    expect(c.lines[1]).toMatch(/#0 {2}(cat|dog|bird) \d\.\d{4} {2}(cat|dog|bird) \d\.\d{4}$/);
+  });
+
+  it("usage and data errors: exit 2 for the command line, 1 for the data, with a message", () => {
+    const c = capture();
+    expect(runExport([ckpt], c.out)).toBe(2);
+    expect(c.errs[0]).toMatch(/--out model\.enn is required\nusage: edgenn export/);
+    expect(runPredict([enn], c.out)).toBe(2);
+    expect(runInspect([join(dir, "missing.enn")], c.out)).toBe(1);
+    const bad = join(dir, "bad-input.json");
+    writeFileSync(bad, JSON.stringify([[1, 2, 3]]));
+    const d = capture();
+    expect(runPredict([enn, "--input", bad], d.out)).toBe(1);
+    expect(d.errs[0]).toMatch(/sample 0 must be an array of 10/);
+    writeFileSync(bad, "{oops");
+    expect(runPredict([enn, "--input", bad], d.out)).toBe(1);
+    expect(d.errs[1]).toMatch(/not valid JSON/);
+    expect(runExport([enn, "--out", join(dir, "x.enn")], d.out)).toBe(1);
+    expect(d.errs[2]).toMatch(/checkpoint/);
+  });
+});

@@ -1,15 +1,27 @@
-// Node-only: the inference engine with build/edgenn.wasm as its default kernel module, and a
-// loader for model files on disk.
-import { readFileSync } from "node:fs";
+// Node-only: the inference engine with build/edgenn.wasm as its default kernel module, and
+// readers for model files on disk (size-checked before the file is read).
+import { readFileSync, statSync } from "node:fs";
 import { InferenceEngine, type EngineOptions } from "../engine.js";
+import { DEFAULT_ENN_LIMITS, ModelFormatError, type EnnLimits } from "../ennFormat.js";
 import { kernelModule } from "./loadKernels.js";
 
 InferenceEngine.setDefaultKernelModule(kernelModule);
 
 export { InferenceEngine };
 
-/** Reads a .enn file (size-checked before reading it whole) and loads it. */
-export function loadEngineFile(path: string, options: EngineOptions = {}): InferenceEngine {
+/** Reads a model file, refusing one over the size limit without reading it. */
+export function readModelFile(path: string, limits: Partial<EnnLimits> = {}): Uint8Array {
+  const max = limits.maxFileBytes ?? DEFAULT_ENN_LIMITS.maxFileBytes;
+  const size = statSync(path).size;
+  if (size > max)
+    throw new ModelFormatError(
+      `${path} is ${size} bytes, over the ${max}-byte limit (raise the maxFileBytes limit if the model is really that large)`,
+    );
   const b = readFileSync(path);
-  return InferenceEngine.loadSync(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), options);
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** Reads a .enn file and loads it. */
+export function loadEngineFile(path: string, options: EngineOptions = {}): InferenceEngine {
+  return InferenceEngine.loadSync(readModelFile(path, options.limits), options);
 }
