@@ -312,3 +312,55 @@ export function runPredict(args: string[], out: CliOut): number {
     return 0;
   });
 }
+
+// ---- the demo's export step ------------------------------------------------------------------------
+
+/**
+ * What `npm run demo` shows after training: export the checkpoint, inspect the file, and predict a
+ * few test images with it next to the trained model's inference-mode predictions. Returns the
+ * largest |exported - model| probability difference.
+ */
+export function demoExport(
+  opts: {
+    model: { predict(x: Float32Array): Float32Array; outputSize: number };
+    checkpoint: string;
+    out: string;
+    test: { x: Float32Array; y: Int32Array; count: number };
+    samples?: number;
+  },
+  out: CliOut,
+): number {
+  if (runExport([opts.checkpoint, "--out", opts.out], out) !== 0)
+    throw new Error(`exporting ${opts.checkpoint} failed`);
+  if (runInspect([opts.out], out) !== 0) throw new Error(`inspecting ${opts.out} failed`);
+  const engine = loadEngineFile(opts.out);
+  const n = Math.min(opts.samples ?? 8, opts.test.count);
+  const per = engine.inputSize;
+  const x = opts.test.x.subarray(0, n * per);
+  const want = opts.model.predict(x);
+  const got = predictSamples(
+    engine,
+    Array.from({ length: n }, (_, s) => Array.from(x.subarray(s * per, (s + 1) * per))),
+  );
+  const C = opts.model.outputSize;
+  const name = (i: number) => engine.labels?.[i] ?? `class ${i}`;
+  const argmax = (r: ArrayLike<number>) => {
+    let best = 0;
+    for (let c = 1; c < r.length; c++) if (r[c] > r[best]) best = c;
+    return best;
+  };
+  let worst = 0;
+  out.log(`${n} test images, trained model (inference mode) vs ${opts.out}:`);
+  for (let s = 0; s < n; s++) {
+    const m = want.subarray(s * C, (s + 1) * C);
+    const e = got[s];
+    for (let c = 0; c < C; c++) worst = Math.max(worst, Math.abs(m[c] - e[c]));
+    const a = argmax(m);
+    const b = argmax(e);
+    out.log(
+      `  #${s} true ${name(opts.test.y[s])}: model ${name(a)} ${m[a].toFixed(4)}, exported ${name(b)} ${e[b].toFixed(4)}`,
+    );
+  }
+  out.log(`largest difference between model and exported probabilities: ${worst.toExponential(2)}`);
+  return worst;
+}

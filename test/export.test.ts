@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { saveCheckpoint } from "../src/checkpoint.js";
-import { runExport, runInspect, runPredict } from "../src/cliModel.js";
+import { demoExport, runExport, runInspect, runPredict } from "../src/cliModel.js";
 import { readEnn, type EnnModel } from "../src/ennFormat.js";
 import { exportModel, foldBatchNorm, formatReport } from "../src/export.js";
 import { InferenceEngine } from "../src/node/engine.js";
@@ -524,5 +524,27 @@ describe("edgenn export / inspect / predict", () => {
     expect(d.errs[1]).toMatch(/not valid JSON/);
     expect(runExport([enn, "--out", join(dir, "x.enn")], d.out)).toBe(1);
     expect(d.errs[2]).toMatch(/checkpoint/);
+  });
+});
+
+describe("the demo's export step", () => {
+  it("exports, inspects and predicts test images; model and file agree", () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgenn-demo-"));
+    const spec: ModelSpec = { ...mlpSpec() };
+    const model = trainedLike(spec, 90);
+    const ckpt = join(dir, "mlp.ckpt");
+    writeFileSync(ckpt, saveCheckpoint(model));
+    const lines: string[] = [];
+    const count = 5;
+    const test = { x: randomInputs(count * 784, 91), y: new Int32Array(count), count };
+    const worst = demoExport(
+      { model, checkpoint: ckpt, out: join(dir, "mlp.enn"), test, samples: 4 },
+      { log: (s) => lines.push(s), err: (s) => lines.push(s) },
+    );
+    expect(worst).toBeLessThan(1e-5);
+    const text = lines.join("\n");
+    expect(text).toMatch(/checksum: ok/);
+    expect(text).toMatch(/#3 true T-shirt\/top: model \S+ \d\.\d{4}, exported \S+ \d\.\d{4}/);
+    expect(text).toMatch(/largest difference between model and exported probabilities/);
   });
 });
