@@ -271,6 +271,12 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         return runLint(rest, out);
       case "import":
         return await runImport(rest, out);
+      case "export":
+        return (await import("./cliModel.js")).runExport(rest, out);
+      case "inspect":
+        return (await import("./cliModel.js")).runInspect(rest, out);
+      case "predict":
+        return (await import("./cliModel.js")).runPredict(rest, out);
       case "summary": {
         if (rest.length !== 1) throw new UsageError("summary takes one SPEC.json (or mlp/cnn)");
         out.log(new Model(loadKernels(), readSpec(rest[0])).summary());

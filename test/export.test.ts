@@ -508,6 +508,18 @@ describe("edgenn export / inspect / predict", () => {
     expect(c.lines[1]).toMatch(/#0 {2}(cat|dog|bird) \d\.\d{4} {2}(cat|dog|bird) \d\.\d{4}$/);
   });
 
+  it("is wired into the edgenn command", async () => {
+    const { main } = await import("../src/cli.js");
+    const c = capture();
+    const out = { ...c.out, isTTY: false, write: () => {} };
+    expect(await main(["inspect", enn, "--json"], out)).toBe(0);
+    expect(JSON.parse(c.lines.join("\n")).outputShape).toEqual([3]);
+    expect(await main(["export", ckpt, "--out", join(dir, "w.enn"), "--json"], out)).toBe(0);
+    expect(
+      await main(["predict", join(dir, "w.enn"), "--input", join(dir, "flat.json"), "--json"], out),
+    ).toBe(0);
+  });
+
   it("usage and data errors: exit 2 for the command line, 1 for the data, with a message", () => {
     const c = capture();
     expect(runExport([ckpt], c.out)).toBe(2);
