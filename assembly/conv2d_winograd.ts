@@ -164,12 +164,6 @@ function weightAdjoint(C: i32, F: i32, dU: usize, dw: usize): void {
 
 // ---- input transforms ----------------------------------------------------------------------------
 
-/** Four channels of x at (ih, iw), or zeros in the padding. */
-function pixelOrZero(img: usize, ih: i32, iw: i32, H: i32, W: i32, C: i32, c: i32): v128 {
-  if (ih < 0 || ih >= H || iw < 0 || iw >= W) return f32x4.splat(0);
-  return v128.load(img + ((<usize>((ih * W + iw) * C + c)) << 2));
-}
-
 /** One row of B^T-transformed columns, transformed along the row: [t0-t2, t1+t2, t2-t1, t1-t3]. */
 function inputRow(t0: v128, t1: v128, t2: v128, t3: v128, dst: usize, xiStride: usize): void {
   v128.store(dst, f32x4.sub(t0, t2));
@@ -178,7 +172,11 @@ function inputRow(t0: v128, t1: v128, t2: v128, t3: v128, dst: usize, xiStride: 
   v128.store(dst + 3 * xiStride, f32x4.sub(t1, t3));
 }
 
-/** V[16][t][C] = B^T d B for tiles t0..t0+T; d the 4x4 patch at (2th - padT, 2tw - padL). */
+/**
+ * V[16][t][C] = B^T d B for tiles t0..t0+T; d the 4x4 patch at (2th - padT, 2tw - padL).
+ * temp: 64 + 4*C bytes of scratch. Border tiles read through a table of 16 pixel pointers in which
+ * positions in the padding point at a row of C zeros, so their channel loop has no branches.
+ */
 function inputTransform(
   t0: i32,
   T: i32,
@@ -192,7 +190,11 @@ function inputTransform(
   x: usize,
   V: usize,
   xiStride: usize,
+  temp: usize,
 ): void {
+  const ptrs = temp; // [16] u32 pixel pointers of the current border tile
+  const zeros = temp + 64; // [C] f32 zeros
+  memory.fill(zeros, 0, (<usize>C) << 2);
   const perImage = TH * TW;
   let n = t0 / perImage;
   let th = (t0 - n * perImage) / TW;
@@ -206,11 +208,25 @@ function inputTransform(
     const img = x + <usize>n * imgBytes;
     const interior = ih0 >= 0 && ih0 + 4 <= H && iw0 >= 0 && iw0 + 4 <= W;
     const dstT = V + ((<usize>(t * C)) << 2);
+    if (!interior) {
+      for (let i = 0; i < 4; i++) {
+        const ih = ih0 + i;
+        for (let j = 0; j < 4; j++) {
+          const iw = iw0 + j;
+          const inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+          store<usize>(
+            ptrs + ((<usize>(4 * i + j)) << 2),
+            inside ? img + <usize>ih * rowBytes + <usize>iw * pixBytes : zeros,
+          );
+        }
+      }
+    }
     for (let c = 0; c < C; c += 4) {
       let d00: v128, d01: v128, d02: v128, d03: v128, d10: v128, d11: v128, d12: v128, d13: v128;
       let d20: v128, d21: v128, d22: v128, d23: v128, d30: v128, d31: v128, d32: v128, d33: v128;
+      const cb = (<usize>c) << 2;
       if (interior) {
-        const p = img + <usize>ih0 * rowBytes + <usize>iw0 * pixBytes + ((<usize>c) << 2);
+        const p = img + <usize>ih0 * rowBytes + <usize>iw0 * pixBytes + cb;
         d00 = v128.load(p);
         d01 = v128.load(p + pixBytes);
         d02 = v128.load(p + 2 * pixBytes);
@@ -231,25 +247,25 @@ function inputTransform(
         d32 = v128.load(p3 + 2 * pixBytes);
         d33 = v128.load(p3 + 3 * pixBytes);
       } else {
-        d00 = pixelOrZero(img, ih0, iw0, H, W, C, c);
-        d01 = pixelOrZero(img, ih0, iw0 + 1, H, W, C, c);
-        d02 = pixelOrZero(img, ih0, iw0 + 2, H, W, C, c);
-        d03 = pixelOrZero(img, ih0, iw0 + 3, H, W, C, c);
-        d10 = pixelOrZero(img, ih0 + 1, iw0, H, W, C, c);
-        d11 = pixelOrZero(img, ih0 + 1, iw0 + 1, H, W, C, c);
-        d12 = pixelOrZero(img, ih0 + 1, iw0 + 2, H, W, C, c);
-        d13 = pixelOrZero(img, ih0 + 1, iw0 + 3, H, W, C, c);
-        d20 = pixelOrZero(img, ih0 + 2, iw0, H, W, C, c);
-        d21 = pixelOrZero(img, ih0 + 2, iw0 + 1, H, W, C, c);
-        d22 = pixelOrZero(img, ih0 + 2, iw0 + 2, H, W, C, c);
-        d23 = pixelOrZero(img, ih0 + 2, iw0 + 3, H, W, C, c);
-        d30 = pixelOrZero(img, ih0 + 3, iw0, H, W, C, c);
-        d31 = pixelOrZero(img, ih0 + 3, iw0 + 1, H, W, C, c);
-        d32 = pixelOrZero(img, ih0 + 3, iw0 + 2, H, W, C, c);
-        d33 = pixelOrZero(img, ih0 + 3, iw0 + 3, H, W, C, c);
+        d00 = v128.load(load<usize>(ptrs) + cb);
+        d01 = v128.load(load<usize>(ptrs, 4) + cb);
+        d02 = v128.load(load<usize>(ptrs, 8) + cb);
+        d03 = v128.load(load<usize>(ptrs, 12) + cb);
+        d10 = v128.load(load<usize>(ptrs, 16) + cb);
+        d11 = v128.load(load<usize>(ptrs, 20) + cb);
+        d12 = v128.load(load<usize>(ptrs, 24) + cb);
+        d13 = v128.load(load<usize>(ptrs, 28) + cb);
+        d20 = v128.load(load<usize>(ptrs, 32) + cb);
+        d21 = v128.load(load<usize>(ptrs, 36) + cb);
+        d22 = v128.load(load<usize>(ptrs, 40) + cb);
+        d23 = v128.load(load<usize>(ptrs, 44) + cb);
+        d30 = v128.load(load<usize>(ptrs, 48) + cb);
+        d31 = v128.load(load<usize>(ptrs, 52) + cb);
+        d32 = v128.load(load<usize>(ptrs, 56) + cb);
+        d33 = v128.load(load<usize>(ptrs, 60) + cb);
       }
       // B^T d: combine rows (column by column), then d B: combine columns (row by row).
-      const dst = dstT + ((<usize>c) << 2);
+      const dst = dstT + cb;
       inputRow(
         f32x4.sub(d00, d20),
         f32x4.sub(d01, d21),
@@ -568,7 +584,7 @@ export function winogradForward(
   weightTransform(C, F, w, rU);
   for (let t0 = 0; t0 < tiles; t0 += tc) {
     const T = min(tc, tiles - t0);
-    inputTransform(t0, T, H, W, C, padT, padL, TH, TW, x, rV, vXi);
+    inputTransform(t0, T, H, W, C, padT, padL, TH, TW, x, rV, vXi, rGemm);
     for (let xi = 0; xi < 16; xi++) {
       const v = rV + <usize>xi * vXi;
       const u = rU + <usize>xi * uXi;
@@ -657,7 +673,7 @@ export function winogradBackwardFilter(
   const uXi = (<usize>(C * F)) << 2;
   for (let t0 = 0; t0 < tiles; t0 += tc) {
     const T = min(tc, tiles - t0);
-    inputTransform(t0, T, H, W, C, padT, padL, TH, TW, x, rV, vXi);
+    inputTransform(t0, T, H, W, C, padT, padL, TH, TW, x, rV, vXi, rGemm);
     dyTransform(t0, T, OH, OW, F, TH, TW, dy, rM, zXi);
     // dU[xi] += V[xi]^T . Z[xi]; V[xi]^T element (c, t) at t*C + c: rsA = 1, csA = C.
     for (let xi = 0; xi < 16; xi++) {
