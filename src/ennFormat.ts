@@ -286,6 +286,13 @@ export function writeEnn(c: EnnContent): Uint8Array {
     const want = entries[i].shape.reduce((a, b) => a * b, 1);
     if (t.data.length !== want || (t.dtype === "f32") !== t.data instanceof Float32Array)
       throw new ModelFormatError(`tensor data does not match its shape/dtype`, { tensor: i });
+    // Readers refuse non-finite weights, so a file holding one would be unloadable.
+    for (let j = 0; j < t.data.length; j++)
+      if (!Number.isFinite(t.data[j]))
+        throw new ModelFormatError(
+          `${t.name} holds ${t.data[j]} at element ${j}: the model's weights or BatchNorm statistics are not finite (a diverged run?), or folding overflowed f32`,
+          { tensor: i },
+        );
   });
   const bytes = new Uint8Array(total);
   const view = new DataView(bytes.buffer);

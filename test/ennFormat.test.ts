@@ -286,6 +286,14 @@ describe(".enn loading is hardened", () => {
     expect(read(fixCrc(q)).message).toMatch(/-128/);
   });
 
+  it("the writer refuses what the reader would: a diverged model's NaN weights", () => {
+    const m = fakeModel(smallMlp, 3);
+    const w = m.getWeights();
+    w.get("layers.4.kernel")![5] = NaN;
+    const e = formatError(() => exportModel({ resolved: m.resolved, getWeights: () => w }));
+    expect(e.message).toMatch(/ops\.1\.kernel holds NaN at element 5: .*diverged/);
+  });
+
   it("the report must be well-formed too (inspect prints it)", () => {
     const e = read(withHeader(mlp.bytes, (h) => void (h.report.entries[0].note = 5)));
     expect(e.message).toMatch(/report\.entries\[0\]\.note/);
