@@ -12,8 +12,6 @@
  * rows (wide rows, e.g. C = 512, have power-of-two strides that thrash L1 sets when a column
  * walks many of them), at most 1024 (narrow rows; keeps the f32 block sums short).
  */
-// @ts-ignore: decorator
-@inline
 function blockRows(C: i32): i32 {
   const nb = 4096 / C;
   return nb < 8 ? 8 : nb > 1024 ? 1024 : nb;
@@ -23,8 +21,6 @@ function blockRows(C: i32): i32 {
  * Sum of (x - k) down a column of 4-channel vectors: `rows` rows, `stride` bytes apart. Four
  * chains hide the add latency.
  */
-// @ts-ignore: decorator
-@inline
 function columnSumShifted(p: usize, stride: usize, rows: i32, k: v128): v128 {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
@@ -50,8 +46,6 @@ function columnSumShifted(p: usize, stride: usize, rows: i32, k: v128): v128 {
  * block, from L1): the "corrected two-pass" formula, which cancels to first order the rounding
  * error of the block mean m (taken relative to the shift k).
  */
-// @ts-ignore: decorator
-@inline
 function columnM2(p: usize, stride: usize, rows: i32, k: v128, m: v128): v128 {
   let q0 = f32x4.splat(0);
   let q1 = f32x4.splat(0);
@@ -78,8 +72,6 @@ function columnM2(p: usize, stride: usize, rows: i32, k: v128, m: v128): v128 {
 }
 
 /** y = (x - m)*a + b down a column of `rows` rows. */
-// @ts-ignore: decorator
-@inline
 function columnAffine(
   px: usize,
   py: usize,
@@ -123,14 +115,14 @@ export function batchnorm_train_fwd_f32(
   if (C <= 0) return;
   if (R <= 0) {
     for (let c = 0; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       store<f32>(batchMean + o, 0);
       store<f32>(batchVar + o, 0);
       store<f32>(batchInvStd + o, <f32>1 / Mathf.sqrt(eps));
     }
     return;
   }
-  const stride = <usize>C << 2;
+  const stride = (<usize>C) << 2;
   const nb = blockRows(C);
   const C4 = C & ~3;
 
@@ -143,7 +135,7 @@ export function batchnorm_train_fwd_f32(
     const wNew = fRows / <f32>(r0 + rows);
     const wCross = <f32>r0 * wNew;
     for (let c = 0; c < C4; c += 4) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const col = block + o;
       const k = v128.load(x + o);
       const mb = f32x4.div(columnSumShifted(col, stride, rows, k), f32x4.splat(fRows));
@@ -160,7 +152,7 @@ export function batchnorm_train_fwd_f32(
       }
     }
     for (let c = C4; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const k = load<f32>(x + o);
       let s: f32 = 0;
       let p = block + o;
@@ -191,7 +183,7 @@ export function batchnorm_train_fwd_f32(
   // still intact here even when y aliases x.
   const fR = <f32>R;
   for (let c = 0; c < C; c++) {
-    const o = <usize>c << 2;
+    const o = (<usize>c) << 2;
     store<f32>(batchMean + o, load<f32>(x + o) + load<f32>(batchMean + o));
     const v = load<f32>(batchVar + o) / fR;
     store<f32>(batchVar + o, v);
@@ -203,14 +195,14 @@ export function batchnorm_train_fwd_f32(
     const bx = x + <usize>r0 * stride;
     const by = y + <usize>r0 * stride;
     for (let c = 0; c < C4; c += 4) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const g = gamma != 0 ? v128.load(gamma + o) : f32x4.splat(1);
       const b = beta != 0 ? v128.load(beta + o) : f32x4.splat(0);
       const a = f32x4.mul(g, v128.load(batchInvStd + o));
       columnAffine(bx + o, by + o, stride, rows, v128.load(batchMean + o), a, b);
     }
     for (let c = C4; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const g: f32 = gamma != 0 ? load<f32>(gamma + o) : 1;
       const b: f32 = beta != 0 ? load<f32>(beta + o) : 0;
       const a = g * load<f32>(batchInvStd + o);
@@ -237,7 +229,7 @@ export function batchnorm_train_fwd_f32_scalar(
   batchInvStd: usize,
 ): void {
   for (let c = 0; c < C; c++) {
-    const o = <usize>c << 2;
+    const o = (<usize>c) << 2;
     let s: f64 = 0;
     for (let r = 0; r < R; r++) s += <f64>load<f32>(x + <usize>(r * C + c) * 4);
     const mean = R > 0 ? s / <f64>R : 0;
@@ -255,7 +247,7 @@ export function batchnorm_train_fwd_f32_scalar(
     const b: f64 = beta != 0 ? <f64>load<f32>(beta + o) : 0;
     for (let r = 0; r < R; r++) {
       const p = <usize>(r * C + c) * 4;
-      store<f32>(y + p, <f32>((g * (<f64>load<f32>(x + p) - mean) * invStd) + b));
+      store<f32>(y + p, <f32>(g * (<f64>load<f32>(x + p) - mean) * invStd + b));
     }
   }
 }
@@ -276,7 +268,7 @@ export function batchnorm_update_running_f32(
   const nv = f32x4.splat(<f32>1 - momentum);
   let c = 0;
   for (; c + 4 <= C; c += 4) {
-    const o = <usize>c << 2;
+    const o = (<usize>c) << 2;
     v128.store(
       runMean + o,
       f32x4.add(f32x4.mul(v128.load(runMean + o), mv), f32x4.mul(v128.load(batchMean + o), nv)),
@@ -288,7 +280,7 @@ export function batchnorm_update_running_f32(
   }
   const n: f32 = <f32>1 - momentum;
   for (; c < C; c++) {
-    const o = <usize>c << 2;
+    const o = (<usize>c) << 2;
     store<f32>(runMean + o, load<f32>(runMean + o) * momentum + load<f32>(batchMean + o) * n);
     store<f32>(runVar + o, load<f32>(runVar + o) * momentum + load<f32>(batchVar + o) * n);
   }
@@ -304,7 +296,7 @@ export function batchnorm_update_running_f32_scalar(
 ): void {
   const n: f32 = <f32>1 - momentum;
   for (let c = 0; c < C; c++) {
-    const o = <usize>c << 2;
+    const o = (<usize>c) << 2;
     store<f32>(runMean + o, load<f32>(runMean + o) * momentum + load<f32>(batchMean + o) * n);
     store<f32>(runVar + o, load<f32>(runVar + o) * momentum + load<f32>(batchVar + o) * n);
   }
@@ -323,7 +315,7 @@ export function batchnorm_infer_fwd_f32(
   y: usize,
 ): void {
   if (C <= 0) return;
-  const stride = <usize>C << 2;
+  const stride = (<usize>C) << 2;
   const nb = blockRows(C);
   const C4 = C & ~3;
   const ev = f32x4.splat(eps);
@@ -332,14 +324,14 @@ export function batchnorm_infer_fwd_f32(
     const bx = x + <usize>r0 * stride;
     const by = y + <usize>r0 * stride;
     for (let c = 0; c < C4; c += 4) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const g = gamma != 0 ? v128.load(gamma + o) : f32x4.splat(1);
       const b = beta != 0 ? v128.load(beta + o) : f32x4.splat(0);
       const a = f32x4.div(g, f32x4.sqrt(f32x4.add(v128.load(runVar + o), ev)));
       columnAffine(bx + o, by + o, stride, rows, v128.load(runMean + o), a, b);
     }
     for (let c = C4; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const g: f32 = gamma != 0 ? load<f32>(gamma + o) : 1;
       const b: f32 = beta != 0 ? load<f32>(beta + o) : 0;
       const a = g / Mathf.sqrt(load<f32>(runVar + o) + eps);
@@ -365,7 +357,7 @@ export function batchnorm_infer_fwd_f32_scalar(
 ): void {
   for (let r = 0; r < R; r++) {
     for (let c = 0; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const p = <usize>(r * C + c) * 4;
       const g: f64 = gamma != 0 ? <f64>load<f32>(gamma + o) : 1;
       const b: f64 = beta != 0 ? <f64>load<f32>(beta + o) : 0;
@@ -400,7 +392,7 @@ export function batchnorm_bwd_f32(
   if (R < 2) {
     // One row (or none): too few rows for the scratch; the sums are the row itself.
     for (let c = 0; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const inv = load<f32>(batchInvStd + o);
       const g: f32 = gamma != 0 ? load<f32>(gamma + o) : 1;
       const d: f32 = R == 1 ? load<f32>(dy + o) : 0;
@@ -411,7 +403,7 @@ export function batchnorm_bwd_f32(
     }
     return;
   }
-  const stride = <usize>C << 2;
+  const stride = (<usize>C) << 2;
   const nb = blockRows(C);
   const C4 = C & ~3;
   const sumDy = dx; // dx row 0: sum_r dy, later mean_r dy
@@ -424,7 +416,7 @@ export function batchnorm_bwd_f32(
     const bx = x + <usize>r0 * stride;
     const bdy = dy + <usize>r0 * stride;
     for (let c = 0; c < C4; c += 4) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const m = v128.load(batchMean + o);
       let s0 = f32x4.splat(0);
       let s1 = f32x4.splat(0);
@@ -458,7 +450,7 @@ export function batchnorm_bwd_f32(
       v128.store(sumDyXc + o, t);
     }
     for (let c = C4; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const m = load<f32>(batchMean + o);
       let s: f32 = 0;
       let t: f32 = 0;
@@ -480,7 +472,7 @@ export function batchnorm_bwd_f32(
   // Parameter gradients, then the two per-channel coefficients pass 2 needs, in place.
   const invR: f32 = <f32>1 / <f32>R;
   for (let c = 0; c < C; c++) {
-    const o = <usize>c << 2;
+    const o = (<usize>c) << 2;
     const inv = load<f32>(batchInvStd + o);
     const s = load<f32>(sumDy + o);
     const t = load<f32>(sumDyXc + o);
@@ -500,7 +492,7 @@ export function batchnorm_bwd_f32(
     const bdy = dy + <usize>r0 * stride;
     const bdx = dx + <usize>r0 * stride;
     for (let c = 0; c < C4; c += 4) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const m = v128.load(batchMean + o);
       const inv = v128.load(batchInvStd + o);
       const a = gamma != 0 ? f32x4.mul(v128.load(gamma + o), inv) : inv;
@@ -519,7 +511,7 @@ export function batchnorm_bwd_f32(
       }
     }
     for (let c = C4; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       const m = load<f32>(batchMean + o);
       const inv = load<f32>(batchInvStd + o);
       const a = gamma != 0 ? load<f32>(gamma + o) * inv : inv;
@@ -547,7 +539,7 @@ export function batchnorm_bwd_f32_scalar(
   dbeta: usize,
 ): void {
   for (let c = 0; c < C; c++) {
-    const o = <usize>c << 2;
+    const o = (<usize>c) << 2;
     const m = <f64>load<f32>(batchMean + o);
     const inv = <f64>load<f32>(batchInvStd + o);
     const g: f64 = gamma != 0 ? <f64>load<f32>(gamma + o) : 1;

@@ -14,8 +14,6 @@ export function rng_state_bytes(): i32 {
 }
 
 /** splitmix32 (Hash Prospector constants): spreads consecutive seeds over the whole state. */
-// @ts-ignore: decorator
-@inline
 function splitmix32(z: u32): u32 {
   z ^= z >>> 16;
   z *= 0x21f0aaad;
@@ -30,27 +28,26 @@ export function rng_seed(state: usize, seed: u32): void {
   let z = seed;
   for (let w = 0; w < 16; w++) {
     z += 0x9e3779b9;
-    store<u32>(state + (<usize>w << 2), splitmix32(z));
+    store<u32>(state + ((<usize>w) << 2), splitmix32(z));
   }
   // xoshiro's all-zero state is a fixed point; splitmix32 is a bijection, so this needs four
   // zero outputs in one lane (never in practice), but the guard is cheap.
   for (let lane = 0; lane < 4; lane++) {
-    const o = <usize>lane << 2;
+    const o = (<usize>lane) << 2;
     const any =
-      load<u32>(state + o) | load<u32>(state + o, 16) | load<u32>(state + o, 32) | load<u32>(state + o, 48);
+      load<u32>(state + o) |
+      load<u32>(state + o, 16) |
+      load<u32>(state + o, 32) |
+      load<u32>(state + o, 48);
     if (any == 0) store<u32>(state + o, 0x9e3779b9);
   }
 }
 
-// @ts-ignore: decorator
-@inline
 function rotl_i32x4(v: v128, k: i32): v128 {
   return v128.or(i32x4.shl(v, k), i32x4.shr_u(v, 32 - k));
 }
 
 /** One xoshiro128** step in every lane: returns 4 fresh u32s, advances the state in memory. */
-// @ts-ignore: decorator
-@inline
 function xoshiroStep(state: usize): v128 {
   let s0 = v128.load(state);
   let s1 = v128.load(state, 16);
@@ -72,11 +69,12 @@ function xoshiroStep(state: usize): v128 {
 }
 
 /** The top 24 bits as a float in [0, 1), exactly (every value is a multiple of 2^-24). */
-// @ts-ignore: decorator
-@inline
 function unitFloat_f32x4(bits: v128): v128 {
   // After >>> 8 the value fits in 24 bits, so the signed convert (one instruction) is exact.
-  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.shr_u(bits, 8)), f32x4.splat(<f32>5.9604644775390625e-8));
+  return f32x4.mul(
+    f32x4.convert_i32x4_s(i32x4.shr_u(bits, 8)),
+    f32x4.splat(<f32>5.9604644775390625e-8),
+  );
 }
 
 /** Uniform float in [0, 1): lane 0 of one step (the other lanes' draws are discarded). */
@@ -100,7 +98,7 @@ export function dropout_fwd_train_f32(
   const rv = f32x4.splat(rate);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     const m = v128.and(f32x4.ge(unitFloat_f32x4(xoshiroStep(state)), rv), scale);
     v128.store(mask + o, m);
     v128.store(y + o, f32x4.mul(v128.load(x + o), m));
@@ -108,9 +106,14 @@ export function dropout_fwd_train_f32(
   if (i < n) {
     const m = v128.and(f32x4.ge(unitFloat_f32x4(xoshiroStep(state)), rv), scale);
     for (let lane = 0; i < n; i++, lane++) {
-      const o = <usize>i << 2;
+      const o = (<usize>i) << 2;
       // extract_lane takes a constant lane index, hence the chain (lane < 3 in a tail).
-      const mi = lane == 0 ? f32x4.extract_lane(m, 0) : lane == 1 ? f32x4.extract_lane(m, 1) : f32x4.extract_lane(m, 2);
+      const mi =
+        lane == 0
+          ? f32x4.extract_lane(m, 0)
+          : lane == 1
+            ? f32x4.extract_lane(m, 1)
+            : f32x4.extract_lane(m, 2);
       store<f32>(mask + o, mi);
       store<f32>(y + o, load<f32>(x + o) * mi);
     }
@@ -120,11 +123,11 @@ export function dropout_fwd_train_f32(
 export function dropout_bwd_f32(n: i32, dy: usize, mask: usize, dx: usize): void {
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     v128.store(dx + o, f32x4.mul(v128.load(dy + o), v128.load(mask + o)));
   }
   for (; i < n; i++) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     store<f32>(dx + o, load<f32>(dy + o) * load<f32>(mask + o));
   }
 }
@@ -141,7 +144,7 @@ export function dropout_fwd_train_f32_scalar(
   const scale: f32 = <f32>1 / (<f32>1 - rate);
   for (let i0 = 0; i0 < n; i0 += 4) {
     for (let lane = 0; lane < 4; lane++) {
-      const o = <usize>lane << 2;
+      const o = (<usize>lane) << 2;
       let s0 = load<u32>(state + o);
       let s1 = load<u32>(state + o, 16);
       let s2 = load<u32>(state + o, 32);
@@ -162,8 +165,8 @@ export function dropout_fwd_train_f32_scalar(
       if (i < n) {
         const u = <f32>(result >>> 8) * <f32>5.9604644775390625e-8;
         const m: f32 = u >= rate ? scale : 0;
-        store<f32>(mask + (<usize>i << 2), m);
-        store<f32>(y + (<usize>i << 2), load<f32>(x + (<usize>i << 2)) * m);
+        store<f32>(mask + ((<usize>i) << 2), m);
+        store<f32>(y + ((<usize>i) << 2), load<f32>(x + ((<usize>i) << 2)) * m);
       }
     }
   }
@@ -171,7 +174,7 @@ export function dropout_fwd_train_f32_scalar(
 
 export function dropout_bwd_f32_scalar(n: i32, dy: usize, mask: usize, dx: usize): void {
   for (let i = 0; i < n; i++) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     store<f32>(dx + o, load<f32>(dy + o) * load<f32>(mask + o));
   }
 }

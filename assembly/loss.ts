@@ -2,8 +2,9 @@
 // for from_logits=true, and what a softmax output layer followed by categorical cross-entropy
 // should become), mean squared error, and accuracy counts. Each returns the mean loss over the
 // batch as f64 (the per-row terms are summed in f64); dlogits/dpred = d(mean loss)/d(input) are
-// skipped when the pointer is 0 (evaluation).
-import { hsum_f32x4, rowDivide_f32, rowExpShift_f32, rowMax_f32 } from "./f32x4_math";
+// skipped when the pointer is 0 (evaluation). probs and dlogits must not alias logits or each
+// other (the loss reads logits after probs are written; dlogits is formed from probs).
+import { F32x4Math, rowDivide_f32, rowExpShift_f32, rowMax_f32 } from "./f32x4_math";
 
 /**
  * Sparse labels[B] (i32). probs[B,C] = softmax(logits); loss_r = logsumexp(logits_r) - logits_r[label]
@@ -21,7 +22,7 @@ export function softmax_xent_sparse_f32(
   dlogits: usize,
 ): f64 {
   if (B <= 0) return 0;
-  const stride = <usize>C << 2;
+  const stride = (<usize>C) << 2;
   const invB: f32 = <f32>1 / <f32>B;
   const iv = f32x4.splat(invB);
   let total: f64 = 0;
@@ -31,23 +32,24 @@ export function softmax_xent_sparse_f32(
     const m = rowMax_f32(C, lr);
     const s = rowExpShift_f32(C, lr, m, pr);
     rowDivide_f32(C, pr, s);
-    const label = load<i32>(labels + (<usize>r << 2));
+    const label = load<i32>(labels + ((<usize>r) << 2));
     const valid = label >= 0 && label < C;
-    total += valid ? <f64>m - <f64>load<f32>(lr + (<usize>label << 2)) + Math.log(<f64>s) : NaN;
+    total += valid ? <f64>m - <f64>load<f32>(lr + ((<usize>label) << 2)) + Math.log(<f64>s) : NaN;
     if (dlogits != 0) {
       const dr = dlogits + <usize>r * stride;
       let j = 0;
       for (; j + 4 <= C; j += 4) {
-        const o = <usize>j << 2;
+        const o = (<usize>j) << 2;
         v128.store(dr + o, f32x4.mul(v128.load(pr + o), iv));
       }
-      for (; j < C; j++) store<f32>(dr + (<usize>j << 2), load<f32>(pr + (<usize>j << 2)) * invB);
+      for (; j < C; j++)
+        store<f32>(dr + ((<usize>j) << 2), load<f32>(pr + ((<usize>j) << 2)) * invB);
       if (valid) {
         // p - 1 = -(sum of the other probabilities): p - 1 in f32 would cancel to a few correct
         // digits once the model is confident (p near 1), exactly when the gradient is small.
         let rest: f32 = 0;
-        for (let j = 0; j < C; j++) if (j != label) rest += load<f32>(pr + (<usize>j << 2));
-        store<f32>(dr + (<usize>label << 2), -rest * invB);
+        for (let j = 0; j < C; j++) if (j != label) rest += load<f32>(pr + ((<usize>j) << 2));
+        store<f32>(dr + ((<usize>label) << 2), -rest * invB);
       }
     }
   }
@@ -72,12 +74,11 @@ export function softmax_xent_sparse_f32_scalar(
       if (v > m) m = v;
     }
     let s: f64 = 0;
-    for (let j = 0; j < C; j++) s += Math.exp(<f64>load<f32>(logits + ((base + <usize>j) << 2)) - m);
-    const label = load<i32>(labels + (<usize>r << 2));
+    for (let j = 0; j < C; j++)
+      s += Math.exp(<f64>load<f32>(logits + ((base + <usize>j) << 2)) - m);
+    const label = load<i32>(labels + ((<usize>r) << 2));
     const valid = label >= 0 && label < C;
-    total += valid
-      ? m + Math.log(s) - <f64>load<f32>(logits + ((base + <usize>label) << 2))
-      : NaN;
+    total += valid ? m + Math.log(s) - <f64>load<f32>(logits + ((base + <usize>label) << 2)) : NaN;
     for (let j = 0; j < C; j++) {
       const p = (base + <usize>j) << 2;
       const prob = Math.exp(<f64>load<f32>(logits + p) - m) / s;
@@ -105,7 +106,7 @@ export function softmax_xent_dense_f32(
   dlogits: usize,
 ): f64 {
   if (B <= 0) return 0;
-  const stride = <usize>C << 2;
+  const stride = (<usize>C) << 2;
   const invB: f32 = <f32>1 / <f32>B;
   const iv = f32x4.splat(invB);
   let total: f64 = 0;
@@ -120,7 +121,7 @@ export function softmax_xent_dense_f32(
     const logS = Math.log(<f64>s);
     let row: f64 = 0;
     for (let j = 0; j < C; j++) {
-      const o = <usize>j << 2;
+      const o = (<usize>j) << 2;
       row += <f64>load<f32>(tr + o) * (<f64>m - <f64>load<f32>(lr + o) + logS);
     }
     total += row;
@@ -128,11 +129,11 @@ export function softmax_xent_dense_f32(
       const dr = dlogits + <usize>r * stride;
       let j = 0;
       for (; j + 4 <= C; j += 4) {
-        const o = <usize>j << 2;
+        const o = (<usize>j) << 2;
         v128.store(dr + o, f32x4.mul(f32x4.sub(v128.load(pr + o), v128.load(tr + o)), iv));
       }
       for (; j < C; j++) {
-        const o = <usize>j << 2;
+        const o = (<usize>j) << 2;
         store<f32>(dr + o, (load<f32>(pr + o) - load<f32>(tr + o)) * invB);
       }
     }
@@ -158,7 +159,8 @@ export function softmax_xent_dense_f32_scalar(
       if (v > m) m = v;
     }
     let s: f64 = 0;
-    for (let j = 0; j < C; j++) s += Math.exp(<f64>load<f32>(logits + ((base + <usize>j) << 2)) - m);
+    for (let j = 0; j < C; j++)
+      s += Math.exp(<f64>load<f32>(logits + ((base + <usize>j) << 2)) - m);
     const lse = m + Math.log(s);
     for (let j = 0; j < C; j++) {
       const p = (base + <usize>j) << 2;
@@ -186,15 +188,15 @@ export function mse_f32(B: i32, D: i32, pred: usize, target: usize, dpred: usize
     const end = min(n & ~3, i + 1024);
     let acc = f32x4.splat(0);
     for (; i < end; i += 4) {
-      const o = <usize>i << 2;
+      const o = (<usize>i) << 2;
       const d = f32x4.sub(v128.load(pred + o), v128.load(target + o));
       acc = f32x4.add(acc, f32x4.mul(d, d));
       if (dpred != 0) v128.store(dpred + o, f32x4.mul(d, kv));
     }
-    total += <f64>hsum_f32x4(acc);
+    total += <f64>F32x4Math.hsum(acc);
   }
   for (; i < n; i++) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     const d = load<f32>(pred + o) - load<f32>(target + o);
     total += <f64>(d * d);
     if (dpred != 0) store<f32>(dpred + o, d * k);
@@ -207,7 +209,7 @@ export function mse_f32_scalar(B: i32, D: i32, pred: usize, target: usize, dpred
   if (n <= 0) return 0;
   let total: f64 = 0;
   for (let i = 0; i < n; i++) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     const d = <f64>load<f32>(pred + o) - <f64>load<f32>(target + o);
     total += d * d;
     if (dpred != 0) store<f32>(dpred + o, <f32>((2 * d) / <f64>n));
@@ -216,13 +218,11 @@ export function mse_f32_scalar(B: i32, D: i32, pred: usize, target: usize, dpred
 }
 
 /** Index of the first maximum of row[0..C); NaN is never a maximum; 0 for an all-NaN row. */
-// @ts-ignore: decorator
-@inline
 function argmaxRow(C: i32, row: usize): i32 {
   let best: f32 = -Infinity;
   let arg = 0;
   for (let j = 0; j < C; j++) {
-    const v = load<f32>(row + (<usize>j << 2));
+    const v = load<f32>(row + ((<usize>j) << 2));
     if (v > best) {
       best = v;
       arg = j;
@@ -236,7 +236,7 @@ export function count_correct_sparse(B: i32, C: i32, scores: usize, labels: usiz
   let correct = 0;
   for (let r = 0; r < B; r++) {
     const a = argmaxRow(C, scores + ((<usize>r * <usize>C) << 2));
-    if (a == load<i32>(labels + (<usize>r << 2))) correct++;
+    if (a == load<i32>(labels + ((<usize>r) << 2))) correct++;
   }
   return correct;
 }

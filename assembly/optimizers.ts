@@ -7,18 +7,18 @@ export function sgd_f32(n: i32, w: usize, g: usize, lr: f32): void {
   const lv = f32x4.splat(lr);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     v128.store(w + o, f32x4.sub(v128.load(w + o), f32x4.mul(lv, v128.load(g + o))));
   }
   for (; i < n; i++) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     store<f32>(w + o, load<f32>(w + o) - lr * load<f32>(g + o));
   }
 }
 
 export function sgd_f32_scalar(n: i32, w: usize, g: usize, lr: f32): void {
   for (let i = 0; i < n; i++) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     store<f32>(w + o, load<f32>(w + o) - lr * load<f32>(g + o));
   }
 }
@@ -41,7 +41,7 @@ export function sgd_momentum_f32(
   let i = 0;
   if (nesterov != 0) {
     for (; i + 4 <= n; i += 4) {
-      const o = <usize>i << 2;
+      const o = (<usize>i) << 2;
       const lg = f32x4.mul(lv, v128.load(g + o));
       const vel = f32x4.sub(f32x4.mul(mv, v128.load(v + o)), lg);
       v128.store(v + o, vel);
@@ -49,14 +49,14 @@ export function sgd_momentum_f32(
     }
   } else {
     for (; i + 4 <= n; i += 4) {
-      const o = <usize>i << 2;
+      const o = (<usize>i) << 2;
       const vel = f32x4.sub(f32x4.mul(mv, v128.load(v + o)), f32x4.mul(lv, v128.load(g + o)));
       v128.store(v + o, vel);
       v128.store(w + o, f32x4.add(v128.load(w + o), vel));
     }
   }
   for (; i < n; i++) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     const lg = lr * load<f32>(g + o);
     const vel = momentum * load<f32>(v + o) - lg;
     store<f32>(v + o, vel);
@@ -74,7 +74,7 @@ export function sgd_momentum_f32_scalar(
   nesterov: i32,
 ): void {
   for (let i = 0; i < n; i++) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     const lg = lr * load<f32>(g + o);
     const vel = momentum * load<f32>(v + o) - lg;
     store<f32>(v + o, vel);
@@ -109,7 +109,7 @@ export function adam_f32(
   const dv = f32x4.splat(decay);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
+    const o = (<usize>i) << 2;
     const gi = v128.load(g + o);
     const mi = f32x4.add(f32x4.mul(b1, v128.load(m + o)), f32x4.mul(c1, gi));
     const vi = f32x4.add(f32x4.mul(b2, v128.load(v + o)), f32x4.mul(c2, f32x4.mul(gi, gi)));
@@ -120,11 +120,9 @@ export function adam_f32(
     const step = f32x4.div(f32x4.mul(lv, mi), f32x4.add(f32x4.sqrt(vi), ev));
     v128.store(w + o, f32x4.sub(wi, step));
   }
-  for (; i < n; i++) adamOne(w, g, m, v, <usize>i << 2, lrT, beta1, beta2, eps, decay);
+  for (; i < n; i++) adamOne(w, g, m, v, (<usize>i) << 2, lrT, beta1, beta2, eps, decay);
 }
 
-// @ts-ignore: decorator
-@inline
 function adamOne(
   w: usize,
   g: usize,
@@ -159,5 +157,5 @@ export function adam_f32_scalar(
   eps: f32,
   decay: f32,
 ): void {
-  for (let i = 0; i < n; i++) adamOne(w, g, m, v, <usize>i << 2, lrT, beta1, beta2, eps, decay);
+  for (let i = 0; i < n; i++) adamOne(w, g, m, v, (<usize>i) << 2, lrT, beta1, beta2, eps, decay);
 }

@@ -7,8 +7,6 @@
 // A window with no in-image cell (impossible with TF's padding rules) gives y = 0, argmax = -1,
 // and its gradient is dropped.
 
-// @ts-ignore: decorator
-@inline
 function lo0(v: i32): i32 {
   return v < 0 ? 0 : v;
 }
@@ -51,8 +49,8 @@ export function maxpool2d_fwd_f32(
         const out = ((n * OH + oh) * OW + ow) * C;
         if (h0 >= h1 || w0 >= w1) {
           for (let c = 0; c < C; c++) {
-            store<f32>(y + (<usize>(out + c) << 2), 0);
-            if (argmax != 0) store<i32>(argmax + (<usize>(out + c) << 2), -1);
+            store<f32>(y + ((<usize>(out + c)) << 2), 0);
+            if (argmax != 0) store<i32>(argmax + ((<usize>(out + c)) << 2), -1);
           }
           continue;
         }
@@ -63,11 +61,11 @@ export function maxpool2d_fwd_f32(
             let best = negInf;
             for (let ih = h0; ih < h1; ih++) {
               let p = x + (<usize>((n * H + ih) * W + w0) * C + c) * 4;
-              for (let iw = w0; iw < w1; iw++, p += <usize>C << 2) {
+              for (let iw = w0; iw < w1; iw++, p += (<usize>C) << 2) {
                 best = f32x4.pmax(best, v128.load(p));
               }
             }
-            v128.store(y + (<usize>(out + c) << 2), best);
+            v128.store(y + ((<usize>(out + c)) << 2), best);
           }
         } else {
           for (let c = 0; c < C4; c += 4) {
@@ -76,14 +74,14 @@ export function maxpool2d_fwd_f32(
             for (let ih = h0; ih < h1; ih++) {
               let idx = ((n * H + ih) * W + w0) * C + c;
               for (let iw = w0; iw < w1; iw++, idx += C) {
-                const v = v128.load(x + (<usize>idx << 2));
+                const v = v128.load(x + ((<usize>idx) << 2));
                 const gt = f32x4.gt(v, best);
                 best = v128.bitselect(v, best, gt);
                 arg = v128.bitselect(i32x4.add(i32x4.splat(idx), lanes), arg, gt);
               }
             }
-            v128.store(y + (<usize>(out + c) << 2), best);
-            v128.store(argmax + (<usize>(out + c) << 2), arg);
+            v128.store(y + ((<usize>(out + c)) << 2), best);
+            v128.store(argmax + ((<usize>(out + c)) << 2), arg);
           }
         }
         for (let c = C4; c < C; c++) {
@@ -92,15 +90,15 @@ export function maxpool2d_fwd_f32(
           for (let ih = h0; ih < h1; ih++) {
             for (let iw = w0; iw < w1; iw++) {
               const idx = ((n * H + ih) * W + iw) * C + c;
-              const v = load<f32>(x + (<usize>idx << 2));
+              const v = load<f32>(x + ((<usize>idx) << 2));
               if (v > best) {
                 best = v;
                 arg = idx;
               }
             }
           }
-          store<f32>(y + (<usize>(out + c) << 2), best);
-          if (argmax != 0) store<i32>(argmax + (<usize>(out + c) << 2), arg);
+          store<f32>(y + ((<usize>(out + c)) << 2), best);
+          if (argmax != 0) store<i32>(argmax + ((<usize>(out + c)) << 2), arg);
         }
       }
     }
@@ -122,15 +120,15 @@ export function maxpool2d_bwd_f32(
   const nx = N * H * W * C;
   const zero = f32x4.splat(0);
   let i = 0;
-  for (; i + 4 <= nx; i += 4) v128.store(dx + (<usize>i << 2), zero);
-  for (; i < nx; i++) store<f32>(dx + (<usize>i << 2), 0);
+  for (; i + 4 <= nx; i += 4) v128.store(dx + ((<usize>i) << 2), zero);
+  for (; i < nx; i++) store<f32>(dx + ((<usize>i) << 2), 0);
   // A scatter: lanes of one vector may hit the same cell, so it stays scalar.
   const ny = N * OH * OW * C;
   for (let j = 0; j < ny; j++) {
-    const a = load<i32>(argmax + (<usize>j << 2));
+    const a = load<i32>(argmax + ((<usize>j) << 2));
     if (a >= 0) {
-      const p = dx + (<usize>a << 2);
-      store<f32>(p, load<f32>(p) + load<f32>(dy + (<usize>j << 2)));
+      const p = dx + ((<usize>a) << 2);
+      store<f32>(p, load<f32>(p) + load<f32>(dy + ((<usize>j) << 2)));
     }
   }
 }
@@ -165,7 +163,7 @@ export function maxpool2d_fwd_f32_scalar(
               const iw = ow * SW - padL + kw;
               if (iw < 0 || iw >= W) continue;
               const idx = ((n * H + ih) * W + iw) * C + c;
-              const v = load<f32>(x + (<usize>idx << 2));
+              const v = load<f32>(x + ((<usize>idx) << 2));
               if (arg < 0) arg = idx; // an all-NaN/-inf window points at its first cell
               if (v > best) {
                 best = v;
@@ -173,7 +171,7 @@ export function maxpool2d_fwd_f32_scalar(
               }
             }
           }
-          const o = <usize>(((n * OH + oh) * OW + ow) * C + c) << 2;
+          const o = (<usize>(((n * OH + oh) * OW + ow) * C + c)) << 2;
           store<f32>(y + o, arg < 0 ? 0 : best);
           if (argmax != 0) store<i32>(argmax + o, arg);
         }
@@ -194,13 +192,13 @@ export function maxpool2d_bwd_f32_scalar(
   dx: usize,
 ): void {
   const nx = N * H * W * C;
-  for (let i = 0; i < nx; i++) store<f32>(dx + (<usize>i << 2), 0);
+  for (let i = 0; i < nx; i++) store<f32>(dx + ((<usize>i) << 2), 0);
   const ny = N * OH * OW * C;
   for (let j = 0; j < ny; j++) {
-    const a = load<i32>(argmax + (<usize>j << 2));
+    const a = load<i32>(argmax + ((<usize>j) << 2));
     if (a >= 0) {
-      const p = dx + (<usize>a << 2);
-      store<f32>(p, load<f32>(p) + load<f32>(dy + (<usize>j << 2)));
+      const p = dx + ((<usize>a) << 2);
+      store<f32>(p, load<f32>(p) + load<f32>(dy + ((<usize>j) << 2)));
     }
   }
 }
@@ -235,7 +233,7 @@ export function avgpool2d_fwd_f32(
         const out = ((n * OH + oh) * OW + ow) * C;
         const count = (h1 - h0) * (w1 - w0);
         if (h0 >= h1 || w0 >= w1) {
-          for (let c = 0; c < C; c++) store<f32>(y + (<usize>(out + c) << 2), 0);
+          for (let c = 0; c < C; c++) store<f32>(y + ((<usize>(out + c)) << 2), 0);
           continue;
         }
         const cv = f32x4.splat(<f32>count);
@@ -243,18 +241,18 @@ export function avgpool2d_fwd_f32(
           let s = f32x4.splat(0);
           for (let ih = h0; ih < h1; ih++) {
             let p = x + (<usize>((n * H + ih) * W + w0) * C + c) * 4;
-            for (let iw = w0; iw < w1; iw++, p += <usize>C << 2) s = f32x4.add(s, v128.load(p));
+            for (let iw = w0; iw < w1; iw++, p += (<usize>C) << 2) s = f32x4.add(s, v128.load(p));
           }
-          v128.store(y + (<usize>(out + c) << 2), f32x4.div(s, cv));
+          v128.store(y + ((<usize>(out + c)) << 2), f32x4.div(s, cv));
         }
         for (let c = C4; c < C; c++) {
           let s: f32 = 0;
           for (let ih = h0; ih < h1; ih++) {
             for (let iw = w0; iw < w1; iw++) {
-              s += load<f32>(x + (<usize>(((n * H + ih) * W + iw) * C + c) << 2));
+              s += load<f32>(x + ((<usize>(((n * H + ih) * W + iw) * C + c)) << 2));
             }
           }
-          store<f32>(y + (<usize>(out + c) << 2), s / <f32>count);
+          store<f32>(y + ((<usize>(out + c)) << 2), s / <f32>count);
         }
       }
     }
@@ -285,8 +283,8 @@ export function avgpool2d_bwd_f32(
   const nx = N * H * W * C;
   const zero = f32x4.splat(0);
   let i = 0;
-  for (; i + 4 <= nx; i += 4) v128.store(dx + (<usize>i << 2), zero);
-  for (; i < nx; i++) store<f32>(dx + (<usize>i << 2), 0);
+  for (; i + 4 <= nx; i += 4) v128.store(dx + ((<usize>i) << 2), zero);
+  for (; i < nx; i++) store<f32>(dx + ((<usize>i) << 2), 0);
   const C4 = C & ~3;
   for (let n = 0; n < N; n++) {
     for (let oh = 0; oh < OH; oh++) {
@@ -302,19 +300,19 @@ export function avgpool2d_bwd_f32(
         const out = ((n * OH + oh) * OW + ow) * C;
         const cv = f32x4.splat(count);
         for (let c = 0; c < C4; c += 4) {
-          const g = f32x4.div(v128.load(dy + (<usize>(out + c) << 2)), cv);
+          const g = f32x4.div(v128.load(dy + ((<usize>(out + c)) << 2)), cv);
           for (let ih = h0; ih < h1; ih++) {
             let p = dx + (<usize>((n * H + ih) * W + w0) * C + c) * 4;
-            for (let iw = w0; iw < w1; iw++, p += <usize>C << 2) {
+            for (let iw = w0; iw < w1; iw++, p += (<usize>C) << 2) {
               v128.store(p, f32x4.add(v128.load(p), g));
             }
           }
         }
         for (let c = C4; c < C; c++) {
-          const g = load<f32>(dy + (<usize>(out + c) << 2)) / count;
+          const g = load<f32>(dy + ((<usize>(out + c)) << 2)) / count;
           for (let ih = h0; ih < h1; ih++) {
             for (let iw = w0; iw < w1; iw++) {
-              const p = dx + (<usize>(((n * H + ih) * W + iw) * C + c) << 2);
+              const p = dx + ((<usize>(((n * H + ih) * W + iw) * C + c)) << 2);
               store<f32>(p, load<f32>(p) + g);
             }
           }
@@ -352,11 +350,11 @@ export function avgpool2d_fwd_f32_scalar(
             for (let kw = 0; kw < PW; kw++) {
               const iw = ow * SW - padL + kw;
               if (iw < 0 || iw >= W) continue;
-              s += <f64>load<f32>(x + (<usize>(((n * H + ih) * W + iw) * C + c) << 2));
+              s += <f64>load<f32>(x + ((<usize>(((n * H + ih) * W + iw) * C + c)) << 2));
               count++;
             }
           }
-          const o = <usize>(((n * OH + oh) * OW + ow) * C + c) << 2;
+          const o = (<usize>(((n * OH + oh) * OW + ow) * C + c)) << 2;
           store<f32>(y + o, count == 0 ? 0 : <f32>(s / <f64>count));
         }
       }
@@ -381,7 +379,7 @@ export function avgpool2d_bwd_f32_scalar(
   dx: usize,
 ): void {
   const nx = N * H * W * C;
-  for (let i = 0; i < nx; i++) store<f32>(dx + (<usize>i << 2), 0);
+  for (let i = 0; i < nx; i++) store<f32>(dx + ((<usize>i) << 2), 0);
   for (let n = 0; n < N; n++) {
     for (let oh = 0; oh < OH; oh++) {
       for (let ow = 0; ow < OW; ow++) {
@@ -395,14 +393,15 @@ export function avgpool2d_bwd_f32_scalar(
         }
         if (count == 0) continue;
         for (let c = 0; c < C; c++) {
-          const g = load<f32>(dy + (<usize>(((n * OH + oh) * OW + ow) * C + c) << 2)) / <f32>count;
+          const g =
+            load<f32>(dy + ((<usize>(((n * OH + oh) * OW + ow) * C + c)) << 2)) / <f32>count;
           for (let kh = 0; kh < PH; kh++) {
             const ih = oh * SH - padT + kh;
             if (ih < 0 || ih >= H) continue;
             for (let kw = 0; kw < PW; kw++) {
               const iw = ow * SW - padL + kw;
               if (iw < 0 || iw >= W) continue;
-              const p = dx + (<usize>(((n * H + ih) * W + iw) * C + c) << 2);
+              const p = dx + ((<usize>(((n * H + ih) * W + iw) * C + c)) << 2);
               store<f32>(p, load<f32>(p) + g);
             }
           }
@@ -419,29 +418,29 @@ export function global_avgpool2d_fwd_f32(N: i32, HW: i32, C: i32, x: usize, y: u
   const zero = f32x4.splat(0);
   for (let n = 0; n < N; n++) {
     // y's row is the accumulator, so x is read in memory order whatever C is.
-    const yr = y + (<usize>(n * C) << 2);
+    const yr = y + ((<usize>(n * C)) << 2);
     let c = 0;
-    for (; c < C4; c += 4) v128.store(yr + (<usize>c << 2), zero);
-    for (; c < C; c++) store<f32>(yr + (<usize>c << 2), 0);
+    for (; c < C4; c += 4) v128.store(yr + ((<usize>c) << 2), zero);
+    for (; c < C; c++) store<f32>(yr + ((<usize>c) << 2), 0);
     for (let k = 0; k < HW; k++) {
-      const xr = x + (<usize>((n * HW + k) * C) << 2);
+      const xr = x + ((<usize>((n * HW + k) * C)) << 2);
       c = 0;
       for (; c < C4; c += 4) {
-        const o = <usize>c << 2;
+        const o = (<usize>c) << 2;
         v128.store(yr + o, f32x4.add(v128.load(yr + o), v128.load(xr + o)));
       }
       for (; c < C; c++) {
-        const o = <usize>c << 2;
+        const o = (<usize>c) << 2;
         store<f32>(yr + o, load<f32>(yr + o) + load<f32>(xr + o));
       }
     }
     c = 0;
     for (; c < C4; c += 4) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       v128.store(yr + o, f32x4.div(v128.load(yr + o), hv));
     }
     for (; c < C; c++) {
-      const o = <usize>c << 2;
+      const o = (<usize>c) << 2;
       store<f32>(yr + o, load<f32>(yr + o) / <f32>HW);
     }
   }
@@ -452,34 +451,28 @@ export function global_avgpool2d_bwd_f32(N: i32, HW: i32, C: i32, dy: usize, dx:
   const C4 = C & ~3;
   const hv = f32x4.splat(<f32>HW);
   for (let n = 0; n < N; n++) {
-    const dr = dy + (<usize>(n * C) << 2);
+    const dr = dy + ((<usize>(n * C)) << 2);
     for (let k = 0; k < HW; k++) {
-      const xr = dx + (<usize>((n * HW + k) * C) << 2);
+      const xr = dx + ((<usize>((n * HW + k) * C)) << 2);
       let c = 0;
       for (; c < C4; c += 4) {
-        const o = <usize>c << 2;
+        const o = (<usize>c) << 2;
         v128.store(xr + o, f32x4.div(v128.load(dr + o), hv));
       }
       for (; c < C; c++) {
-        const o = <usize>c << 2;
+        const o = (<usize>c) << 2;
         store<f32>(xr + o, load<f32>(dr + o) / <f32>HW);
       }
     }
   }
 }
 
-export function global_avgpool2d_fwd_f32_scalar(
-  N: i32,
-  HW: i32,
-  C: i32,
-  x: usize,
-  y: usize,
-): void {
+export function global_avgpool2d_fwd_f32_scalar(N: i32, HW: i32, C: i32, x: usize, y: usize): void {
   for (let n = 0; n < N; n++) {
     for (let c = 0; c < C; c++) {
       let s: f64 = 0;
-      for (let k = 0; k < HW; k++) s += <f64>load<f32>(x + (<usize>((n * HW + k) * C + c) << 2));
-      store<f32>(y + (<usize>(n * C + c) << 2), <f32>(s / <f64>HW));
+      for (let k = 0; k < HW; k++) s += <f64>load<f32>(x + ((<usize>((n * HW + k) * C + c)) << 2));
+      store<f32>(y + ((<usize>(n * C + c)) << 2), <f32>(s / <f64>HW));
     }
   }
 }
@@ -493,8 +486,8 @@ export function global_avgpool2d_bwd_f32_scalar(
 ): void {
   for (let n = 0; n < N; n++) {
     for (let c = 0; c < C; c++) {
-      const g = load<f32>(dy + (<usize>(n * C + c) << 2)) / <f32>HW;
-      for (let k = 0; k < HW; k++) store<f32>(dx + (<usize>((n * HW + k) * C + c) << 2), g);
+      const g = load<f32>(dy + ((<usize>(n * C + c)) << 2)) / <f32>HW;
+      for (let k = 0; k < HW; k++) store<f32>(dx + ((<usize>((n * HW + k) * C + c)) << 2), g);
     }
   }
 }
