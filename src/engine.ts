@@ -442,3 +442,27 @@ export function flattenSample(
   };
   walk(sample, 0, "");
 }
+
+/** Fraction of samples whose argmax output equals the label (x: [N, ...inputShape]). */
+export function engineAccuracy(
+  engine: InferenceEngine,
+  x: Float32Array,
+  labels: ArrayLike<number>,
+): number {
+  const n = engine.inputSize;
+  const C = engine.outputSize;
+  const N = labels.length;
+  if (x.length !== N * n)
+    throw new InferenceError(`x has ${x.length} values; ${N} samples need ${N * n}`);
+  let correct = 0;
+  for (let s = 0; s < N; s += engine.maxBatch) {
+    const B = Math.min(engine.maxBatch, N - s);
+    const y = engine.predict(x.subarray(s * n, (s + B) * n), B);
+    for (let r = 0; r < B; r++) {
+      let best = 0;
+      for (let c = 1; c < C; c++) if (y[r * C + c] > y[r * C + best]) best = c;
+      if (best === labels[s + r]) correct++;
+    }
+  }
+  return N === 0 ? 0 : correct / N;
+}

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Dataset } from "../src/dataset.js";
-import { InferenceError } from "../src/engine.js";
+import { InferenceError, engineAccuracy } from "../src/engine.js";
 import { ModelFormatError, readEnn } from "../src/ennFormat.js";
 import { exportModel } from "../src/export.js";
 import { Kernels } from "../src/kernels.js";
@@ -220,6 +220,8 @@ describe("int8 weights", () => {
           worst = Math.max(worst, Math.abs(a[r * 10 + c] - b[r * 10 + c]));
       }
     }
+    expect(engineAccuracy(f32, data.test.x, data.test.y)).toBe(okF / N);
+    expect(engineAccuracy(int8, data.test.x, data.test.y)).toBe(okQ / N);
     console.log(
       `int8 on a 1-epoch mlp: test accuracy ${((okF / N) * 100).toFixed(2)}% f32, ${((okQ / N) * 100).toFixed(2)}% int8 (${N} samples); largest probability change ${worst.toFixed(4)}`,
     );
