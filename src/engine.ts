@@ -61,8 +61,8 @@ export class InferenceEngine {
   private readonly steps: Step[];
   private readonly xPtr: number;
   private readonly outPtr: number;
-  private readonly outViews: (Float32Array | undefined)[];
-  private readonly f32: Float32Array;
+  private outViews: (Float32Array | undefined)[];
+  private f32: Float32Array;
 
   /** Registers the kernel module used when none is given (src/node/engine.ts does this in Node). */
   static setDefaultKernelModule(provider: () => WebAssembly.Module): void {
@@ -297,6 +297,11 @@ export class InferenceEngine {
       );
     if (input.length < B * n)
       throw new InferenceError(`input has ${input.length} values; ${B} samples need ${B * n}`);
+    // Only a caller sharing our Kernels instance can grow the memory; then re-make the views.
+    if (this.f32.buffer !== this.kernels.memory.buffer) {
+      this.f32 = this.kernels.f32;
+      this.outViews = new Array(this.maxBatch + 1);
+    }
     const f = this.f32;
     const o = this.xPtr >>> 2;
     if (input.length === B * n) f.set(input, o);

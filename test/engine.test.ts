@@ -98,6 +98,17 @@ describe("InferenceEngine.predict", () => {
     expect(memory.buffer).toBe(buffer);
   });
 
+  it("survives a memory.grow by someone sharing its Kernels instance (fresh views, same numbers)", () => {
+    const k = Kernels.loadSync(kernelModule());
+    const e = InferenceEngine.loadSync(cnn, { kernels: k, maxBatch: 2 });
+    const x = randomInputs(2 * 180, 9);
+    const before = e.predict(x, 2).slice();
+    k.ensure(k.memory.buffer.byteLength + 65536);
+    const after = e.predict(x, 2);
+    expect(after.buffer).toBe(k.memory.buffer);
+    expect(Array.from(after)).toEqual(Array.from(before));
+  });
+
   it("each sample's output is independent of the batch it runs in", () => {
     const e = InferenceEngine.loadSync(cnn, { maxBatch: 16 });
     const x = randomInputs(13 * 180, 3);
