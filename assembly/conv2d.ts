@@ -20,6 +20,7 @@ import { bias_grad_f32 } from "./dense";
 import {
   winogradApplies,
   winogradBackwardData,
+  winogradBackwardDataApplies,
   winogradBackwardFilter,
   winogradForward,
   winograd_scratch_bytes,
@@ -97,7 +98,7 @@ export function conv2d_scratch_bytes(
   }
   let bytes = 64 + colsBytes + g;
   if (winogradApplies(C, F, KH, KW, SH, SW)) {
-    bytes = max(bytes, winograd_scratch_bytes(N, OH, OW, C, F));
+    bytes = max(bytes, winograd_scratch_bytes(N, H, W, OH, OW, C, F));
   }
   if (implicitForwardApplies(C, KH, KW, SH, SW, OH, OW, F)) {
     bytes = max(bytes, implicit_scratch_bytes(C, KH, KW, SH, SW, OH, OW, F));
@@ -359,7 +360,7 @@ export function conv2d_nhwc_bwd_data_f32(
 ): void {
   const rows = N * OH * OW;
   const kdim = KH * KW * C;
-  if (winogradApplies(C, F, KH, KW, SH, SW)) {
+  if (winogradBackwardDataApplies(C, F, KH, KW, SH, SW, padT, padL)) {
     winogradBackwardData(N, H, W, C, padT, padL, OH, OW, F, dy, w, dx, scratch);
     return;
   }

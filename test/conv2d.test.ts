@@ -124,6 +124,10 @@ const CASES: Conv[] = [
     ...{ N: 1, H: 5, W: 5, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 24 },
     padding: { padT: 2, padL: 2, OH: 7, OW: 7 }, // "full": windows hang 2 over every side
   },
+  {
+    ...{ N: 1, H: 4, W: 5, C: 16, KH: 3, KW: 3, SH: 1, SW: 1, F: 16 },
+    padding: { padT: 3, padL: 1, OH: 8, OW: 5 }, // padT > 2: bwd data leaves Winograd
+  },
   // Implicit-GEMM path (C < 8, F a multiple of 8): pixel-count and tap-count tails, strides,
   // non-square kernels, valid and unusual padding.
   { N: 2, H: 7, W: 5, C: 1, KH: 3, KW: 3, SH: 1, SW: 1, F: 16, padding: "same" },
