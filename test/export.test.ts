@@ -302,6 +302,144 @@ describe("exported == unfolded (inference mode), within 1e-5 * max(1, |y|)", () 
     checkEquivalent(smallCnn, 42);
   });
 
+  it("every BN position, one model each (named cases)", () => {
+    const bn = (
+      o: Partial<{ center: boolean; scale: boolean; epsilon: number }> = {},
+    ): LayerSpec => ({
+      type: "batchNorm",
+      ...o,
+    });
+    const img = [6, 6, 2];
+    const cases: [string, number[], LayerSpec[]][] = [
+      ["first, before dense", [7], [bn(), { type: "dense", units: 3 }]],
+      ["first, before a valid conv", img, [bn(), { type: "conv2d", filters: 3, kernelSize: 3 }]],
+      [
+        "first, before a same conv",
+        img,
+        [bn(), { type: "conv2d", filters: 3, kernelSize: 3, padding: "same" }],
+      ],
+      ["after dense", [7], [{ type: "dense", units: 4 }, bn(), { type: "relu" }]],
+      [
+        "after a bias-less dense",
+        [7],
+        [{ type: "dense", units: 4, useBias: false }, bn(), { type: "tanh" }],
+      ],
+      [
+        "after a same conv",
+        img,
+        [{ type: "conv2d", filters: 3, kernelSize: 3, padding: "same" }, bn(), { type: "relu" }],
+      ],
+      [
+        "after a strided valid conv, no bias",
+        img,
+        [{ type: "conv2d", filters: 3, kernelSize: 2, strides: 2, useBias: false }, bn()],
+      ],
+      ["across dropout", [7], [{ type: "dense", units: 4 }, { type: "dropout", rate: 0.5 }, bn()]],
+      [
+        "after an activation, before dense",
+        [7],
+        [{ type: "dense", units: 4 }, { type: "relu" }, bn(), { type: "dense", units: 2 }],
+      ],
+      [
+        "after an activation, before a same conv",
+        img,
+        [
+          { type: "conv2d", filters: 3, kernelSize: 3, padding: "same" },
+          { type: "elu" },
+          bn(),
+          { type: "conv2d", filters: 2, kernelSize: 3, padding: "same" },
+        ],
+      ],
+      [
+        "after an activation, before a valid conv",
+        img,
+        [
+          { type: "conv2d", filters: 3, kernelSize: 2 },
+          { type: "sigmoid" },
+          bn(),
+          { type: "conv2d", filters: 2, kernelSize: 2 },
+        ],
+      ],
+      [
+        "after max-pooling",
+        img,
+        [
+          { type: "conv2d", filters: 3, kernelSize: 3, padding: "same" },
+          { type: "maxPool2d" },
+          bn(),
+          { type: "flatten" },
+          { type: "dense", units: 2 },
+        ],
+      ],
+      [
+        "after average pooling (same)",
+        img,
+        [
+          { type: "conv2d", filters: 3, kernelSize: 2 },
+          { type: "avgPool2d", padding: "same" },
+          bn(),
+          { type: "globalAvgPool2d" },
+        ],
+      ],
+      [
+        "after global pooling",
+        img,
+        [
+          { type: "conv2d", filters: 3, kernelSize: 3 },
+          { type: "globalAvgPool2d" },
+          bn(),
+          { type: "dense", units: 2 },
+        ],
+      ],
+      [
+        "after flatten, before dense",
+        img,
+        [
+          { type: "conv2d", filters: 3, kernelSize: 3 },
+          { type: "flatten" },
+          bn(),
+          { type: "dense", units: 2 },
+        ],
+      ],
+      [
+        "twice",
+        [7],
+        [{ type: "dense", units: 4 }, bn(), bn({ epsilon: 0.01 }), { type: "relu" }, bn(), bn()],
+      ],
+      [
+        "center off, scale off, both off",
+        [7],
+        [
+          { type: "dense", units: 4 },
+          bn({ center: false }),
+          { type: "relu" },
+          bn({ scale: false }),
+          { type: "dense", units: 3 },
+          bn({ center: false, scale: false }),
+        ],
+      ],
+      ["last, before softmax", [7], [{ type: "dense", units: 4 }, bn(), { type: "softmax" }]],
+      ["after softmax", [7], [{ type: "dense", units: 4 }, { type: "softmax" }, bn()]],
+      [
+        "dropout first and last",
+        [7],
+        [
+          { type: "dropout", rate: 0.2 },
+          { type: "dense", units: 4 },
+          bn(),
+          { type: "dropout", rate: 0.2 },
+        ],
+      ],
+    ];
+    cases.forEach(([name, inputShape, layers], i) => {
+      try {
+        checkEquivalent({ inputShape, layers }, 500 + i, 3);
+      } catch (e) {
+        throw new Error(`${name}: ${(e as Error).message}`);
+      }
+    });
+  });
+
   it("property: 60 random stacks with BN in every position the lint allows or warns about", () => {
     const rng = new Rng(Number(process.env.EDGENN_PROPERTY_SEED ?? 2024));
     const counts = { foldedBackward: 0, foldedForward: 0, scaleShift: 0, fused: 0, removed: 0 };
