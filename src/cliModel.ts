@@ -16,7 +16,8 @@ export interface CliOut {
 }
 
 const USAGE = {
-  export: "usage: edgenn export CKPT --out model.enn [--int8] [--logits] [--json]",
+  export:
+    "usage: edgenn export CKPT --out model.enn [--int8] [--logits] [--input-scale S] [--input-offset O] [--json]",
   inspect: "usage: edgenn inspect model.enn [--json]",
   predict: "usage: edgenn predict model.enn --input FILE.json [--json] [--raw] [--top K]",
 };
@@ -57,12 +58,29 @@ export function runExport(args: string[], out: CliOut): number {
         int8: { type: "boolean", default: false },
         logits: { type: "boolean", default: false },
         json: { type: "boolean", default: false },
+        "input-scale": { type: "string" },
+        "input-offset": { type: "string" },
       },
     });
     if (positionals.length !== 1) throw new Usage("give one checkpoint file");
     if (!values.out) throw new Usage("--out model.enn is required");
+    const finite = (v: string | undefined, name: string, dflt: number) => {
+      if (v === undefined) return dflt;
+      const x = Number(v);
+      if (v.trim() === "" || !Number.isFinite(x))
+        throw new Usage(`--${name} must be a number, got "${v}"`);
+      return x;
+    };
+    const inputNormalization = {
+      scale: finite(values["input-scale"], "input-scale", 1),
+      offset: finite(values["input-offset"], "input-offset", 0),
+    };
     const model = loadCheckpoint(readFileBytes(positionals[0]), loadKernels());
-    const { bytes, report } = exportModel(model, { int8: values.int8, logits: values.logits });
+    const { bytes, report } = exportModel(model, {
+      int8: values.int8,
+      logits: values.logits,
+      inputNormalization,
+    });
     writeFileAtomic(values.out, bytes);
     if (values.json) out.log(JSON.stringify({ out: values.out, fileBytes: bytes.length, report }));
     else {

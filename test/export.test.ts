@@ -575,6 +575,11 @@ describe("edgenn export / inspect / predict", () => {
     ).toBe(0);
     const j = JSON.parse(q.lines[0]);
     expect(j.report).toMatchObject({ weights: "int8", logits: true });
+    const r = capture();
+    const raw = join(dir, "raw.enn");
+    expect(runExport([ckpt, "--out", raw, "--input-scale", String(1 / 255)], r.out)).toBe(0);
+    expect(readEnn(readFileSync(raw)).inputNormalization).toEqual({ scale: 1 / 255, offset: 0 });
+    expect(runExport([ckpt, "--out", raw, "--input-scale", "abc"], r.out)).toBe(2);
   });
 
   it("inspect shows ops, shapes, params, bytes, folds and the checksum; --json too", () => {
@@ -640,6 +645,15 @@ describe("edgenn export / inspect / predict", () => {
         ),
       );
     }
+    // --raw applies the file's normalisation: raw 0..255 values through a model exported with 1/255.
+    const rawInput = join(dir, "raw.json");
+    writeFileSync(rawInput, JSON.stringify(flat.map((r) => r.map((v) => v * 255))));
+    const r = capture();
+    expect(runPredict([join(dir, "raw.enn"), "--input", rawInput, "--json", "--raw"], r.out)).toBe(
+      0,
+    );
+    const rows: number[][] = JSON.parse(r.lines[0]).outputs;
+    rows.forEach((row, s) => row.forEach((v, k) => expect(v).toBeCloseTo(want[s * 3 + k], 5)));
     const c = capture();
     expect(runPredict([enn, "--input", join(dir, "flat.json"), "--top", "2"], c.out)).toBe(0);
     expect(c.lines[0]).toMatch(/3 samples through .* \(top 2 outputs\)/);
