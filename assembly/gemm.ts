@@ -313,6 +313,116 @@ function macroKernel(
   }
 }
 
+/** Epilogue of 4 output columns: (+C) (+bias) then clamp. */
+function finish4(c: usize, x: v128, addC: bool, bias: usize, lo: v128, hi: v128): void {
+  if (addC) x = f32x4.add(x, v128.load(c));
+  if (bias != 0) x = f32x4.add(x, v128.load(bias));
+  v128.store(c, f32x4.pmin(f32x4.pmax(x, lo), hi));
+}
+
+/**
+ * C[M,N] for M <= 2 and row-major B (batch-1 inference): one row of A at a time against 32 columns
+ * of B read in place (8 accumulators, one splat of A per k). The 4x8 tile would compute 3 wasted
+ * rows per real one here, and packing B would copy each element to use it M times.
+ */
+function gemmRows(
+  M: i32,
+  N: i32,
+  K: i32,
+  A: usize,
+  rsA: i32,
+  csA: i32,
+  B: usize,
+  rsB: i32,
+  C: usize,
+  ldc: i32,
+  bias: usize,
+  lo: f32,
+  hi: f32,
+  accumulate: i32,
+): void {
+  const aStep = (<usize>csA) << 2;
+  const bStep = (<usize>rsB) << 2;
+  const addC = accumulate != 0;
+  const vlo = f32x4.splat(lo);
+  const vhi = f32x4.splat(hi);
+  for (let i = 0; i < M; i++) {
+    const aRow = A + ((<usize>i * <usize>rsA) << 2);
+    const aEnd = aRow + <usize>K * aStep;
+    const cRow = C + ((<usize>i * <usize>ldc) << 2);
+    let j0 = 0;
+    for (; j0 + 32 <= N; j0 += 32) {
+      let x0 = f32x4.splat(0);
+      let x1 = x0;
+      let x2 = x0;
+      let x3 = x0;
+      let x4 = x0;
+      let x5 = x0;
+      let x6 = x0;
+      let x7 = x0;
+      let a = aRow;
+      let b = B + ((<usize>j0) << 2);
+      while (a < aEnd) {
+        const av = v128.load32_splat(a);
+        x0 = f32x4.add(x0, f32x4.mul(av, v128.load(b)));
+        x1 = f32x4.add(x1, f32x4.mul(av, v128.load(b, 16)));
+        x2 = f32x4.add(x2, f32x4.mul(av, v128.load(b, 32)));
+        x3 = f32x4.add(x3, f32x4.mul(av, v128.load(b, 48)));
+        x4 = f32x4.add(x4, f32x4.mul(av, v128.load(b, 64)));
+        x5 = f32x4.add(x5, f32x4.mul(av, v128.load(b, 80)));
+        x6 = f32x4.add(x6, f32x4.mul(av, v128.load(b, 96)));
+        x7 = f32x4.add(x7, f32x4.mul(av, v128.load(b, 112)));
+        a += aStep;
+        b += bStep;
+      }
+      const c = cRow + ((<usize>j0) << 2);
+      const bj = bias != 0 ? bias + ((<usize>j0) << 2) : 0;
+      finish4(c, x0, addC, bj, vlo, vhi);
+      finish4(c + 16, x1, addC, bj != 0 ? bj + 16 : 0, vlo, vhi);
+      finish4(c + 32, x2, addC, bj != 0 ? bj + 32 : 0, vlo, vhi);
+      finish4(c + 48, x3, addC, bj != 0 ? bj + 48 : 0, vlo, vhi);
+      finish4(c + 64, x4, addC, bj != 0 ? bj + 64 : 0, vlo, vhi);
+      finish4(c + 80, x5, addC, bj != 0 ? bj + 80 : 0, vlo, vhi);
+      finish4(c + 96, x6, addC, bj != 0 ? bj + 96 : 0, vlo, vhi);
+      finish4(c + 112, x7, addC, bj != 0 ? bj + 112 : 0, vlo, vhi);
+    }
+    for (; j0 + 4 <= N; j0 += 4) {
+      let x0 = f32x4.splat(0);
+      let a = aRow;
+      let b = B + ((<usize>j0) << 2);
+      while (a < aEnd) {
+        x0 = f32x4.add(x0, f32x4.mul(v128.load32_splat(a), v128.load(b)));
+        a += aStep;
+        b += bStep;
+      }
+      finish4(
+        cRow + ((<usize>j0) << 2),
+        x0,
+        addC,
+        bias != 0 ? bias + ((<usize>j0) << 2) : 0,
+        vlo,
+        vhi,
+      );
+    }
+    for (; j0 < N; j0++) {
+      let sum: f32 = 0;
+      let a = aRow;
+      let b = B + ((<usize>j0) << 2);
+      while (a < aEnd) {
+        sum += load<f32>(a) * load<f32>(b);
+        a += aStep;
+        b += bStep;
+      }
+      const c = cRow + ((<usize>j0) << 2);
+      if (addC) sum += load<f32>(c);
+      if (bias != 0) sum += load<f32>(bias + ((<usize>j0) << 2));
+      sum = sum < lo ? lo : sum;
+      sum = hi < sum ? hi : sum;
+      store<f32>(c, sum);
+    }
+  }
+}
+
 /**
  * C[M,N] = clamp(A[M,K].B[K,N] (+C if accumulate) (+bias[N] if bias != 0), lo, hi).
  * A(i,k) at A + 4*(i*rsA + k*csA); B(k,j) at B + 4*(k*rsB + j*csB); C row stride ldc floats.
@@ -337,6 +447,11 @@ export function gemm_f32(
   scratch: usize,
 ): void {
   if (M <= 0 || N <= 0) return;
+  // Measured at 784->256: M=1 15.9 vs 5.7 GFLOP/s, M=2 15.3 vs 11.6, M=3 16.0 vs 17.5.
+  if (M <= 2 && csB == 1) {
+    gemmRows(M, N, K, A, rsA, csA, B, rsB, C, ldc, bias, lo, hi, accumulate);
+    return;
+  }
   const tile = alignScratch(scratch);
   const packedA = tile + TILE_BYTES;
   const kcMax = max(1, minI32(K, KC));

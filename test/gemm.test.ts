@@ -227,6 +227,12 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
 
   it("crosses the KC (256), MC (128) and NC (1024) block boundaries with tails", () => {
     const k = loadKernels();
+    // M <= 2 with row-major B: one row at a time, 32/4/1-column steps, B read in place.
+    runCase(
+      k,
+      { M: 2, N: 1063, K: 517, layout: "TN", bias: true, clamp: true, accumulate: true, ldcPad: 1 },
+      4,
+    );
     // M <= 8 with row-major B reads full B panels in place (no packing); the N tail is packed.
     runCase(
       k,
