@@ -4,7 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { runTrain } from "./cli.js";
-import { defaultDataDir } from "./node/readDataset.js";
+import { defaultDataDir, readIdxDataset } from "./node/readDataset.js";
 
 type Out = {
   log: (s: string) => void;
@@ -34,10 +34,16 @@ export async function runDemo(
       out: ckpt,
       json: false,
     },
-    { ...out, log: out.log },
+    out,
   );
   out.log(r.model.summary());
+  // Deploy: fold BN into the weights, drop dropout, write the .enn, inspect it and predict a few
+  // test images with the exported file next to the model's inference-mode predictions.
+  const { test } = await readIdxDataset(opts.data ?? defaultDataDir());
+  const enn = join(dir, "mlp.enn");
+  const { demoExport } = await import("./cliModel.js");
+  demoExport({ model: r.model, checkpoint: ckpt, out: enn, test, samples: 8 }, out);
   out.log(
-    `demo done: test accuracy ${(r.testAccuracy * 100).toFixed(2)}%, checkpoint saved to ${ckpt}`,
+    `demo done: test accuracy ${(r.testAccuracy * 100).toFixed(2)}%, checkpoint ${ckpt}, exported model ${enn}`,
   );
 }

@@ -12,3 +12,8 @@ export * from "./referenceModels.js";
 export * from "./lint.js";
 export * from "./idx.js";
 export * from "./dataset.js";
+export * from "./ennFormat.js";
+export * from "./export.js";
+export * from "./engine.js";
+export * from "./quantize.js";
+export * from "./tfjsImport.js";

@@ -9,6 +9,8 @@ import { readFileBytes, writeFileAtomic } from "./checkpointFile.js";
 export * from "../index.js";
 export { loadKernels, kernelModule, kernelWasmPath } from "./loadKernels.js";
 export { writeFileAtomic, readFileBytes } from "./checkpointFile.js";
+export { loadEngineFile, readModelFile } from "./engine.js";
+export { readIdxDataset, defaultDataDir, fullDataDir } from "./readDataset.js";
 
 /** A model with its own kernel instance (its own memory). */
 export function createModel(spec: ModelSpec | ResolvedModel, options: ModelOptions = {}): Model {
