@@ -1,7 +1,8 @@
 // Loads the kernel module and gives typed views of its memory. Platform-neutral: it takes a
 // compiled WebAssembly.Module (what Cloudflare Workers hand you from a static import, since they
-// refuse to compile WASM from bytes) or the bytes themselves. Node's file loading lives in
-// src/node/loadKernels.ts so this file stays free of Node built-ins.
+// refuse to compile WASM from bytes), the bytes themselves, or (browsers) a URL compiled while it
+// streams in. Node's file loading lives in src/node/loadKernels.ts so this file stays free of Node
+// built-ins.
 import type { KernelAbi, KernelName, Ptr } from "./kernelAbi.js";
 
 const PAGE = 65536;
@@ -27,6 +28,27 @@ export class Kernels {
     const module =
       source instanceof WebAssembly.Module ? source : await WebAssembly.compile(source);
     return new Kernels(await WebAssembly.instantiate(module, {}));
+  }
+
+  /**
+   * Compiles the kernel module while it downloads (browsers, Web Workers): from a URL, a fetch
+   * Response or a promise of one. Falls back to compiling the bytes when the server does not send
+   * `Content-Type: application/wasm`, which streaming compilation requires.
+   */
+  static async compileStreaming(
+    source: string | URL | Response | PromiseLike<Response>,
+  ): Promise<WebAssembly.Module> {
+    const response = await (typeof source === "string" || source instanceof URL
+      ? fetch(source)
+      : source);
+    if (!response.ok)
+      throw new Error(
+        `edgenn: fetching the kernel module ${response.url} failed: HTTP ${response.status} ${response.statusText}`,
+      );
+    const mime = response.headers.get("content-type")?.split(";")[0].trim();
+    if (mime === "application/wasm" && typeof WebAssembly.compileStreaming === "function")
+      return WebAssembly.compileStreaming(response);
+    return WebAssembly.compile(await response.arrayBuffer());
   }
 
   /** Synchronous variant (small modules only in browsers' main thread). */

@@ -1,0 +1,98 @@
+// Serves the built demo (dist-web/) on 127.0.0.1 (`npm run web`). Cross-origin isolation headers
+// (COOP + COEP) make SharedArrayBuffer available, which the training worker uses to see a cancel
+// within one batch; .wasm goes out as application/wasm so it compiles while streaming, and the
+// .gz data files go out as plain bytes (no Content-Encoding): the page gunzips them itself.
+import { createServer } from "node:http";
+import { createReadStream, statSync } from "node:fs";
+import { extname, join, resolve, sep } from "node:path";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json",
+  ".map": "application/json",
+  ".wasm": "application/wasm",
+  ".gz": "application/gzip",
+  ".enn": "application/octet-stream",
+  ".png": "image/png",
+  ".svg": "image/svg+xml",
+  ".ico": "image/x-icon",
+};
+
+/**
+ * Starts a static server for `root` on host:port (port 0: any free port). Resolves with the
+ * server and its URL.
+ */
+export function startWebServer({
+  root = join(ROOT, "dist-web"),
+  host = "127.0.0.1",
+  port = 0,
+} = {}) {
+  const base = resolve(root);
+  const server = createServer((req, res) => {
+    const headers = {
+      "Cross-Origin-Opener-Policy": "same-origin",
+      "Cross-Origin-Embedder-Policy": "require-corp",
+      "Cross-Origin-Resource-Policy": "same-origin",
+      "X-Content-Type-Options": "nosniff",
+      "Cache-Control": "no-store",
+    };
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { ...headers, Allow: "GET, HEAD", "Content-Type": "text/plain" });
+      res.end("method not allowed\n");
+      return;
+    }
+    let path;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? "/", "http://localhost").pathname);
+    } catch {
+      res.writeHead(400, { ...headers, "Content-Type": "text/plain" });
+      res.end("bad request\n");
+      return;
+    }
+    if (path.endsWith("/")) path += "index.html";
+    const file = resolve(base, `.${path}`);
+    if (file !== base && !file.startsWith(base + sep)) {
+      res.writeHead(403, { ...headers, "Content-Type": "text/plain" });
+      res.end("forbidden\n");
+      return;
+    }
+    let size;
+    try {
+      const st = statSync(file);
+      if (!st.isFile()) throw new Error("not a file");
+      size = st.size;
+    } catch {
+      res.writeHead(404, { ...headers, "Content-Type": "text/plain" });
+      res.end(`not found: ${path}\n`);
+      return;
+    }
+    res.writeHead(200, {
+      ...headers,
+      "Content-Type": MIME[extname(file)] ?? "application/octet-stream",
+      "Content-Length": size,
+    });
+    if (req.method === "HEAD") res.end();
+    else createReadStream(file).pipe(res);
+  });
+  return new Promise((resolvePromise, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      const address = server.address();
+      const url = `http://${host}:${typeof address === "object" && address ? address.port : port}/`;
+      resolvePromise({ server, url });
+    });
+  });
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const port = Number(process.env.PORT ?? process.argv[2] ?? 8080);
+  const { url } = await startWebServer({ port });
+  console.log(`edgenn demo: ${url}  (Ctrl+C to stop)`);
+}

@@ -1,0 +1,212 @@
+// The training API over comlink on Node worker_threads (worker/nodeWorker.ts): the same numbers
+// as training directly in this thread, progress events, cancellation within one batch, transfers
+// instead of copies, and errors that reach the caller as rejected promises.
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildNodeWorker, ROOT } from "../scripts/build-web.mjs";
+import type { Dataset } from "../src/dataset.js";
+import { flattenShape, subsetDataset } from "../src/dataset.js";
+import { exportModel } from "../src/export.js";
+import { Model } from "../src/model.js";
+import { InferenceEngine } from "../src/node/engine.js";
+import { loadKernels } from "../src/node/loadKernels.js";
+import { defaultDataDir, readIdxDataset } from "../src/node/readDataset.js";
+import { resolveSpec, SpecError, type ModelSpec } from "../src/spec.js";
+import { fit } from "../src/train.js";
+import { spawnNodeTrainer, type Trainer, type TrainEvent } from "../worker/nodeClient.js";
+
+// BN and dropout both in the spec: equal weights then also mean the dropout RNG and BN statistics
+// advanced identically on both sides.
+const SPEC: ModelSpec = {
+  inputShape: [784],
+  layers: [
+    { type: "dense", units: 32 },
+    { type: "batchNorm" },
+    { type: "relu" },
+    { type: "dropout", rate: 0.2 },
+    { type: "dense", units: 10 },
+    { type: "softmax" },
+  ],
+};
+const SEED = 7;
+const OPTIMIZER = { type: "adam", learningRate: 0.002 } as const;
+const FIT = { epochs: 2, batchSize: 50 };
+
+let workerScript: string;
+let train: Dataset;
+let test: Dataset;
+const trainers: Trainer[] = [];
+
+function trainer(): Trainer {
+  const t = spawnNodeTrainer(workerScript);
+  trainers.push(t);
+  return t;
+}
+
+beforeAll(async () => {
+  workerScript = await buildNodeWorker({ outfile: join(ROOT, "dist-test", "nodeWorker.mjs") });
+  const data = await readIdxDataset(defaultDataDir());
+  train = flattenShape(subsetDataset(data.train, 1000));
+  test = flattenShape(subsetDataset(data.test, 200));
+});
+
+afterAll(async () => {
+  await Promise.all(trainers.map((t) => t.terminate()));
+});
+
+describe("training worker on worker_threads", () => {
+  it("trains, exports and predicts exactly as training in this thread does", async () => {
+    // Direct: the same spec, seed, optimizer and data in this thread.
+    const direct = new Model(loadKernels(), SPEC, { seed: SEED, optimizer: OPTIMIZER });
+    const directHistory = await fit(direct, train.x, train.y, FIT);
+    const directWeights = direct.getWeights();
+    const directEnn = exportModel(direct).bytes;
+
+    const t = trainer();
+    expect(t.sharedCancel).toBe(true);
+    const info = await t.create(SPEC, { seed: SEED, optimizer: OPTIMIZER });
+    expect(info.inputShape).toEqual([784]);
+    expect(info.outputShape).toEqual([10]);
+    expect(info.params).toBe(direct.resolved.params);
+
+    const events: TrainEvent[] = [];
+    const x = train.x.slice();
+    const y = train.y.slice();
+    const history = await t.fit(x, y, { ...FIT, onProgress: (e) => events.push(e) });
+
+    // Transferred, not copied: the caller's buffers now belong to the worker.
+    expect(x.buffer.byteLength).toBe(0);
+    expect(y.buffer.byteLength).toBe(0);
+
+    expect(history.cancelled).toBe(false);
+    expect(history.batchesRun).toBe(40);
+    expect(history.epochs).toEqual(
+      directHistory.epochs.map((e) => ({
+        ...e,
+        seconds: expect.any(Number),
+        samplesPerSecond: expect.any(Number),
+      })),
+    );
+    // Progress: every batch of both epochs and both epoch logs, in order, each its own object.
+    const batches = events.filter((e) => e.type === "batch");
+    const epochs = events.filter((e) => e.type === "epoch");
+    // Callbacks are fire-and-forget; the last ones may land just after fit resolves.
+    await expect.poll(() => events.length).toBe(42);
+    expect(batches.map((e) => e.epoch * 100 + e.batch)).toEqual([
+      ...Array.from({ length: 20 }, (_, i) => i),
+      ...Array.from({ length: 20 }, (_, i) => 100 + i),
+    ]);
+    expect(batches[19].loss).toBeCloseTo(directHistory.epochs[0].loss, 12);
+    expect(epochs.map((e) => e.epoch)).toEqual([0, 1]);
+
+    // Bit-identical weights: same WASM, same seed, same data.
+    const weights = await t.getWeights();
+    expect(Object.keys(weights).sort()).toEqual([...directWeights.keys()].sort());
+    for (const [name, w] of directWeights) expect(weights[name], name).toEqual(w);
+
+    const probe = test.x.slice();
+    const remote = await t.predict(probe, { copy: true });
+    expect(probe.buffer.byteLength).toBeGreaterThan(0); // copy: true keeps the caller's array
+    expect(remote).toEqual(direct.predict(test.x));
+
+    const exported = await t.export();
+    expect(exported.bytes).toEqual(directEnn);
+    expect(exported.report.weights).toBe("f32");
+    expect(exported.report.paramsAfter).toBeGreaterThan(0);
+    const engine = InferenceEngine.loadSync(exported.bytes, { maxBatch: 200 });
+    const fromEnn = engine.predict(test.x.slice(), 200);
+    const fromDirectEnn = InferenceEngine.loadSync(directEnn, { maxBatch: 200 }).predict(
+      test.x.slice(),
+      200,
+    );
+    expect(fromEnn).toEqual(fromDirectEnn);
+
+    const evaluated = await t.evaluate(test.x, test.y, { copy: true });
+    expect(evaluated.accuracy).toBeGreaterThan(0.5);
+  });
+
+  it("cancel() stops a run within one batch and leaves the model usable", async () => {
+    const t = trainer();
+    await t.create(SPEC, { seed: SEED, optimizer: OPTIMIZER });
+    let atCancel: number | undefined;
+    let calls = 0;
+    const run = t.fit(train.x, train.y, {
+      epochs: 200,
+      batchSize: 10,
+      copy: true,
+      onProgress: (e) => {
+        if (e.type === "batch" && e.batch >= 5 && atCancel === undefined) atCancel = t.cancel();
+        calls++;
+      },
+    });
+    const history = await run;
+    expect(history.cancelled).toBe(true);
+    expect(atCancel).toBeGreaterThanOrEqual(6);
+    // The worker finishes the batch it is in when the flag is set, and no other.
+    expect(history.batchesRun).toBeLessThanOrEqual(atCancel! + 1);
+    expect(history.batchesRun).toBeLessThan(200 * 100);
+    expect(calls).toBeGreaterThan(0);
+
+    // Still usable: predicts probabilities, exports, and trains again.
+    const p = await t.predict(test.x, { copy: true });
+    expect(p.length).toBe(200 * 10);
+    for (let i = 0; i < 200; i++) {
+      const row = p.subarray(i * 10, i * 10 + 10);
+      expect(row.every(Number.isFinite)).toBe(true);
+      expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    }
+    const { bytes } = await t.export();
+    expect(InferenceEngine.loadSync(bytes).outputSize).toBe(10);
+    const again = await t.fit(train.x, train.y, { epochs: 1, batchSize: 100, copy: true });
+    expect(again.cancelled).toBe(false);
+    expect(again.batchesRun).toBe(10);
+  });
+
+  it("a bad spec, a call out of order or a bad input rejects with the worker's error", async () => {
+    const t = trainer();
+    const bad = {
+      inputShape: [784],
+      layers: [{ type: "dense", units: 0 }, { type: "softmax" }],
+    } as unknown as ModelSpec;
+    let expected: SpecError | undefined;
+    try {
+      resolveSpec(bad);
+    } catch (e) {
+      expected = e as SpecError;
+    }
+    expect(expected).toBeInstanceOf(SpecError);
+    const err = (await t.create(bad).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as SpecError;
+    expect(err).toBeInstanceOf(Error);
+    expect(err.message).toBe(expected!.message);
+    expect(err.name).toBe("SpecError");
+    expect(err.layer).toBe(0); // the error's own fields cross too
+
+    await expect(t.predict(new Float32Array(784))).rejects.toThrow(/call create\(spec\) first/);
+    await t.create(SPEC, { seed: 1 });
+    await expect(t.predict(new Float32Array(100))).rejects.toThrow(
+      /100 values, not a whole number of samples of shape \[784\]/,
+    );
+    await expect(t.fit(train.x, train.y.subarray(0, 10), { copy: true })).rejects.toThrow(
+      /y has 10 values but 1000 samples need/,
+    );
+    // The worker survived all of it.
+    expect((await t.predict(test.x.subarray(0, 784))).length).toBe(10);
+  });
+
+  it("a worker that dies rejects pending and later calls instead of hanging", async () => {
+    const t = trainer();
+    await t.create(SPEC);
+    const pending = t.fit(train.x, train.y, { epochs: 1000, copy: true });
+    const rejected = expect(pending).rejects.toThrow(/exited|terminated/);
+    await t.terminate();
+    await rejected;
+    await expect(t.predict(test.x.subarray(0, 784))).rejects.toThrow(/terminated/);
+
+    const missing = spawnNodeTrainer(join(ROOT, "dist-test", "no-such-worker.mjs"));
+    trainers.push(missing);
+    await expect(missing.create(SPEC)).rejects.toThrow(/training worker (failed|exited)/);
+  });
+});
