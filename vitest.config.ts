@@ -1,10 +1,21 @@
 import { defineConfig } from "vitest/config";
 
+// Two projects in one `vitest run`: the Node tests, and the workerd tests (test/*.workers.test.ts,
+// configured in vitest.workers.config.ts, which must stay at the package root).
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    pool: "forks",
+    projects: [
+      {
+        test: {
+          name: "node",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/**/*.workers.test.ts", "**/node_modules/**"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          pool: "forks",
+        },
+      },
+      "./vitest.workers.config.ts",
+    ],
   },
 });

@@ -291,6 +291,10 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         await runDemo({ data: values.data, epochs: int(values.epochs, "epochs", 5) }, out);
         return 0;
       }
+      case "serve": {
+        const { runServe } = await import("./node/serve.js");
+        return await runServe(rest, out);
+      }
       case undefined:
       case "help":
       case "--help":

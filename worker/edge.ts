@@ -1,0 +1,17 @@
+// Cloudflare Worker entry: serves an .enn model over HTTP (the contract is src/serveHandler.ts,
+// described in docs/SERVING.md). Both the kernels and the model are imported statically: Workers
+// refuse to compile WebAssembly from bytes at run time ("Wasm code generation disallowed by
+// embedder"), so the kernel module must arrive compiled, as a CompiledWasm module; the model is a
+// Data module (wrangler.toml's rules). To serve a model from R2 or KV instead, bind MODEL_BUCKET or
+// MODEL_KV and set MODEL_KEY. `npm run edge:dev` builds dist-edge-model/model.enn first.
+import kernels from "../build/edgenn.wasm";
+import model from "../dist-edge-model/model.enn";
+import { createEdgeWorker, type EdgeEnv } from "../src/edgeWorker.js";
+
+const worker = createEdgeWorker({ kernels, model });
+
+export default {
+  fetch(request: Request, env: EdgeEnv): Promise<Response> {
+    return worker.fetch(request, env);
+  },
+};
