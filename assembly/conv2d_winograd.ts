@@ -13,7 +13,7 @@
 //               (measured ~1 ms faster at 14x14x32->64, batch 64, than scattering B dV B^T into dx)
 //
 // Layouts (xi = 4*i + j indexes the 4x4 transform domain; t the tile within a chunk):
-//   U, dU  [16][C][F]      V, dV  [16][Tc][C]      M, Z  [16][Tc][F]
+//   U, dU  [16][C][F]      V  [16][Tc][C]      M, Z  [16][Tc][F]
 // Tiles are numbered t = (n*TH + th)*TW + tw over the whole batch and processed Tc at a time, so
 // scratch stays bounded. Vectorised over channels: C and F must be multiples of 4.
 import { gemm_f32, gemm_scratch_bytes } from "./gemm";

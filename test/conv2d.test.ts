@@ -18,6 +18,8 @@ function rng(seed: number): () => number {
   };
 }
 
+const SCRATCH_GUARD = -98765.25;
+
 /** Bump allocator over the kernel memory, 64-byte aligned like the host arena. */
 class Bump {
   private cursor: number;
@@ -32,6 +34,26 @@ class Bump {
   }
   bytes(n: number): number {
     return this.floats(Math.ceil(n / 4));
+  }
+  private readonly guards: number[] = [];
+  /** Scratch of exactly the size a *_scratch_bytes function asked for, followed by guard floats. */
+  scratch(n: number): number {
+    const floats = Math.ceil(n / 4);
+    const p = this.floats(floats + 64);
+    const g = (p >> 2) + floats;
+    this.k.f32.fill(SCRATCH_GUARD, g, g + 64);
+    this.guards.push(g);
+    return p;
+  }
+  /** Fails when a kernel wrote past the scratch it declared it needs. */
+  expectScratchGuards(what: string): void {
+    const f = this.k.f32;
+    for (const g of this.guards) {
+      for (let i = 0; i < 64; i++) {
+        if (f[g + i] !== SCRATCH_GUARD)
+          expect.fail(`${what}: wrote past its scratch (+${i * 4} bytes)`);
+      }
+    }
   }
   random(n: number, r: () => number): number {
     const p = this.floats(n);
@@ -162,7 +184,7 @@ describe("conv2d NHWC: SIMD kernels vs scalar twins", () => {
         const w = mem.random(nw, r);
         const bias = variant ? mem.random(F, r) : 0;
         const dy = mem.random(ny, r);
-        const scratch = mem.bytes(k.abi.conv2d_scratch_bytes(...args));
+        const scratch = mem.scratch(k.abi.conv2d_scratch_bytes(...args));
         const [y, yT] = [mem.floats(ny), mem.floats(ny)];
         const [dx, dxT] = [mem.floats(nx), mem.floats(nx)];
         const [dw, dwT] = [mem.floats(nw), mem.floats(nw)];
@@ -178,6 +200,7 @@ describe("conv2d NHWC: SIMD kernels vs scalar twins", () => {
         k.twin("conv2d_nhwc_bwd_data_f32")(...args, dy, w, dxT, 0);
         k.abi.conv2d_nhwc_bwd_filter_f32(...args, x, dy, dw, variant ? db : 0, scratch);
         k.twin("conv2d_nhwc_bwd_filter_f32")(...args, x, dy, dwT, dbT, 0);
+        mem.expectScratchGuards(what);
         expectClose(k.readF32(y, ny), k.readF32(yT, ny), 3e-7 * (kdim + 2), `y ${what}`);
         expectClose(k.readF32(dx, nx), k.readF32(dxT, nx), 3e-7 * (KH * KW * F + 2), `dx ${what}`);
         const rows = N * OH * OW;
@@ -216,7 +239,7 @@ describe("conv2d NHWC: backward vs central finite differences", () => {
       const rr = mem.random(ny, r); // loss = sum(y * rr): dL/dy = rr
       const y = mem.floats(ny);
       const [dx, dw, db] = [mem.floats(nx), mem.floats(nw), mem.floats(F)];
-      const scratch = mem.bytes(k.abi.conv2d_scratch_bytes(...args));
+      const scratch = mem.scratch(k.abi.conv2d_scratch_bytes(...args));
       const loss = (): number => {
         k.abi.conv2d_nhwc_fwd_f32(...args, x, w, b, y, -Infinity, Infinity, scratch);
         const yv = k.readF32(y, ny);
@@ -227,6 +250,7 @@ describe("conv2d NHWC: backward vs central finite differences", () => {
       };
       k.abi.conv2d_nhwc_bwd_data_f32(...args, rr, w, dx, scratch);
       k.abi.conv2d_nhwc_bwd_filter_f32(...args, x, rr, dw, db, scratch);
+      mem.expectScratchGuards(describeConv(c));
       const eps = 1e-2;
       for (const [name, p, grad, n] of [
         ["x", x, dx, nx],
@@ -278,7 +302,7 @@ describe("conv2d NHWC forward vs TensorFlow.js (cpu backend)", () => {
       const w = mem.random(KH * KW * C * F, r);
       const b = mem.random(F, r);
       const y = mem.floats(N * OH * OW * F);
-      const scratch = mem.bytes(k.abi.conv2d_scratch_bytes(...args));
+      const scratch = mem.scratch(k.abi.conv2d_scratch_bytes(...args));
       k.abi.conv2d_nhwc_fwd_f32(...args, x, w, b, y, -Infinity, Infinity, scratch);
       const want = tf.tidy(() => {
         const xt = tf.tensor4d(k.readF32(x, N * H * W * C), [N, H, W, C]);
@@ -289,6 +313,7 @@ describe("conv2d NHWC forward vs TensorFlow.js (cpu backend)", () => {
         return yt.dataSync() as Float32Array;
       });
       expectClose(k.readF32(y, N * OH * OW * F), want, 1e-4, `y ${describeConv(c)}`);
+      mem.expectScratchGuards(describeConv(c));
     });
   }
 });

@@ -16,6 +16,8 @@ function rng(seed: number): () => number {
   };
 }
 
+const SCRATCH_GUARD = -98765.25;
+
 /** Bump allocator over the kernel memory, 64-byte aligned like the host arena. */
 class Bump {
   private cursor: number;
@@ -30,6 +32,26 @@ class Bump {
   }
   bytes(n: number): number {
     return this.floats(Math.ceil(n / 4));
+  }
+  private readonly guards: number[] = [];
+  /** Scratch of exactly the size a *_scratch_bytes function asked for, followed by guard floats. */
+  scratch(n: number): number {
+    const floats = Math.ceil(n / 4);
+    const p = this.floats(floats + 64);
+    const g = (p >> 2) + floats;
+    this.k.f32.fill(SCRATCH_GUARD, g, g + 64);
+    this.guards.push(g);
+    return p;
+  }
+  /** Fails when a kernel wrote past the scratch it declared it needs. */
+  expectScratchGuards(what: string): void {
+    const f = this.k.f32;
+    for (const g of this.guards) {
+      for (let i = 0; i < 64; i++) {
+        if (f[g + i] !== SCRATCH_GUARD)
+          expect.fail(`${what}: wrote past its scratch (+${i * 4} bytes)`);
+      }
+    }
   }
   random(n: number, r: () => number): number {
     const p = this.floats(n);
@@ -80,10 +102,11 @@ describe("dense_fwd_f32 / dense_bwd_f32", () => {
           const b = withBias ? mem.random(Out, r) : 0;
           const y = mem.floats(B * Out);
           const yTwin = mem.floats(B * Out);
-          const scratch = mem.bytes(k.abi.dense_scratch_bytes(B, In, Out));
+          const scratch = mem.scratch(k.abi.dense_scratch_bytes(B, In, Out));
           const lo = relu ? 0 : -Infinity;
           k.abi.dense_fwd_f32(B, In, Out, x, w, b, y, lo, Infinity, scratch);
           k.twin("dense_fwd_f32")(B, In, Out, x, w, b, yTwin, lo, Infinity, 0);
+          mem.expectScratchGuards(`dense_fwd ${B}x${In}x${Out}`);
           const tol = 3e-7 * (In + 2);
           expectClose(k.readF32(y, B * Out), k.readF32(yTwin, B * Out), tol, `y ${B}x${In}x${Out}`);
         }
@@ -103,12 +126,13 @@ describe("dense_fwd_f32 / dense_bwd_f32", () => {
         const dy = mem.random(B * Out, r);
         const [dx, dw, db] = [mem.floats(B * In), mem.floats(In * Out), mem.floats(Out)];
         const [dxT, dwT, dbT] = [mem.floats(B * In), mem.floats(In * Out), mem.floats(Out)];
-        const scratch = mem.bytes(k.abi.dense_scratch_bytes(B, In, Out));
+        const scratch = mem.scratch(k.abi.dense_scratch_bytes(B, In, Out));
         k.abi.fill_f32(dx, B * In, 7);
         k.abi.fill_f32(db, Out, 7);
         k.abi.dense_bwd_f32(B, In, Out, x, w, dy, skip ? 0 : dx, dw, skip ? 0 : db, scratch);
         k.twin("dense_bwd_f32")(B, In, Out, x, w, dy, dxT, dwT, dbT, 0);
         const what = `${B}x${In}x${Out}`;
+        mem.expectScratchGuards(`dense_bwd ${what}`);
         expectClose(
           k.readF32(dw, In * Out),
           k.readF32(dwT, In * Out),
@@ -168,7 +192,7 @@ describe("dense_fwd_f32 / dense_bwd_f32", () => {
       const rr = mem.random(B * Out, r); // loss = sum(y * rr), so dL/dy = rr
       const y = mem.floats(B * Out);
       const [dx, dw, db] = [mem.floats(B * In), mem.floats(In * Out), mem.floats(Out)];
-      const scratch = mem.bytes(k.abi.dense_scratch_bytes(B, In, Out));
+      const scratch = mem.scratch(k.abi.dense_scratch_bytes(B, In, Out));
       const loss = (): number => {
         k.abi.dense_fwd_f32(B, In, Out, x, w, b, y, -Infinity, Infinity, scratch);
         const yv = k.readF32(y, B * Out);

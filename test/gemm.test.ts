@@ -18,6 +18,8 @@ function rng(seed: number): () => number {
   };
 }
 
+const SCRATCH_GUARD = -98765.25;
+
 /** Bump allocator over the kernel memory, 64-byte aligned like the host arena. */
 class Bump {
   private cursor: number;
@@ -32,6 +34,26 @@ class Bump {
   }
   bytes(n: number): number {
     return this.floats(Math.ceil(n / 4));
+  }
+  private readonly guards: number[] = [];
+  /** Scratch of exactly the size a *_scratch_bytes function asked for, followed by guard floats. */
+  scratch(n: number): number {
+    const floats = Math.ceil(n / 4);
+    const p = this.floats(floats + 64);
+    const g = (p >> 2) + floats;
+    this.k.f32.fill(SCRATCH_GUARD, g, g + 64);
+    this.guards.push(g);
+    return p;
+  }
+  /** Fails when a kernel wrote past the scratch it declared it needs. */
+  expectScratchGuards(what: string): void {
+    const f = this.k.f32;
+    for (const g of this.guards) {
+      for (let i = 0; i < 64; i++) {
+        if (f[g + i] !== SCRATCH_GUARD)
+          expect.fail(`${what}: wrote past its scratch (+${i * 4} bytes)`);
+      }
+    }
   }
 }
 
@@ -98,7 +120,7 @@ function runCase(k: Kernels, c: Case, seed: number): void {
   const cLen = (M - 1) * ldc + N;
   const Cs = mem.floats(cLen + 32) + 64;
   const Cw = mem.floats(cLen + 32) + 64;
-  const scratch = mem.bytes(k.abi.gemm_scratch_bytes(M, N, K));
+  const scratch = mem.scratch(k.abi.gemm_scratch_bytes(M, N, K));
   const f = k.f32;
   for (let i = 0; i < s.aLen; i++) f[(A >> 2) + i] = r();
   for (let i = 0; i < s.bLen; i++) f[(B >> 2) + i] = r();
@@ -139,8 +161,9 @@ function runCase(k: Kernels, c: Case, seed: number): void {
   const acc = c.accumulate ? 1 : 0;
   k.abi.gemm_f32(M, N, K, A, s.rsA, s.csA, B, s.rsB, s.csB, Cs, ldc, bias, lo, hi, acc, scratch);
   k.twin("gemm_f32")(M, N, K, A, s.rsA, s.csA, B, s.rsB, s.csB, Cw, ldc, bias, lo, hi, acc, 0);
-  const g = k.f32;
   const label = `${layout} M=${M} N=${N} K=${K} bias=${c.bias} clamp=${c.clamp} acc=${c.accumulate} ldc=${ldc}`;
+  mem.expectScratchGuards(label);
+  const g = k.f32;
   for (let i = -16; i < cLen + 16; i++) {
     const got = g[(Cs >> 2) + i];
     if (!inC(i)) {
@@ -321,7 +344,7 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
     const A = mem.floats(M * K);
     const B = mem.floats(K * N);
     const C = mem.floats(M * N);
-    const scratch = mem.bytes(k.abi.gemm_scratch_bytes(M, N, K));
+    const scratch = mem.scratch(k.abi.gemm_scratch_bytes(M, N, K));
     k.abi.fill_f32(A, M * K, 1);
     k.abi.fill_f32(B, K * N, 1);
     k.f32[A >> 2] = NaN;
