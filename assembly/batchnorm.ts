@@ -3,76 +3,252 @@
 // gamma == 0 means scale off (gamma = 1); beta == 0 means center off (beta = 0).
 //
 // Memory order: every kernel walks x in blocks of rows small enough to stay in L1 (~16 KB), and
-// inside a block one channel vector (4 channels) at a time down the rows, so per-channel values
-// live in registers and x is streamed from memory once per pass. The training forward makes two
-// passes over x (statistics, then y); the backward two (sums, then dx).
+// inside a block 16 channels (a cache line of a row) at a time down the rows, then 4, then one,
+// so per-channel values live in registers and x is streamed from memory once per pass. The
+// training forward makes two passes over x (statistics, then y); the backward two (sums, then dx).
 
 /**
- * Rows per block: ~16 KB of x, so a block read twice comes from L1 the second time; at least 8
- * rows (wide rows, e.g. C = 512, have power-of-two strides that thrash L1 sets when a column
- * walks many of them), at most 1024 (narrow rows; keeps the f32 block sums short).
+ * Rows per block: ~16 KB of x, so a block read twice comes from L1 the second time; at least 16
+ * rows so wide rows (C = 512) still amortize each walk's per-block work, at most 1024 (narrow
+ * rows; keeps the f32 block sums short).
  */
 function blockRows(C: i32): i32 {
   const nb = 4096 / C;
-  return nb < 8 ? 8 : nb > 1024 ? 1024 : nb;
+  return nb < 16 ? 16 : nb > 1024 ? 1024 : nb;
 }
 
 /**
- * Sum of (x - k) down a column of 4-channel vectors: `rows` rows, `stride` bytes apart. Four
- * chains hide the add latency.
+ * Chan et al.'s merge of a block (n_b rows, shifted mean mb, M2 m2) into the running statistics
+ * at mp/vp over the n_a = r0 rows before it: mean += delta*n_b/n; M2 += M2_b + delta^2*n_a*n_b/n
+ * (wNew = n_b/n, wCross = n_a*n_b/n). The first block just stores.
  */
-function columnSumShifted(p: usize, stride: usize, rows: i32, k: v128): v128 {
+function mergeBlockStats(
+  mp: usize,
+  vp: usize,
+  mb: v128,
+  m2: v128,
+  first: bool,
+  wNew: f32,
+  wCross: f32,
+): void {
+  if (first) {
+    v128.store(mp, mb);
+    v128.store(vp, m2);
+    return;
+  }
+  const mean = v128.load(mp);
+  const delta = f32x4.sub(mb, mean);
+  v128.store(mp, f32x4.add(mean, f32x4.mul(delta, f32x4.splat(wNew))));
+  const dd = f32x4.mul(f32x4.mul(delta, delta), f32x4.splat(wCross));
+  v128.store(vp, f32x4.add(f32x4.add(v128.load(vp), m2), dd));
+}
+
+/**
+ * The corrected two-pass M2 of a block from its sums about a center: sum d^2 - (sum d)^2/n,
+ * which cancels to first order the rounding of the center (clamped at 0 against round-off).
+ */
+function correctedM2(q: v128, s: v128, n: v128): v128 {
+  return f32x4.pmax(f32x4.sub(q, f32x4.div(f32x4.mul(s, s), n)), f32x4.splat(0));
+}
+
+/**
+ * Statistics of one block for 16 channels (one cache line of a row) at byte offset o: the shifted
+ * mean (about k = x's first row), then M2 about the center k + mean (the second read is from L1),
+ * merged into batchMean/batchVar.
+ */
+function blockStats16(
+  x: usize,
+  col: usize,
+  stride: usize,
+  rows: i32,
+  mp: usize,
+  vp: usize,
+  first: bool,
+  wNew: f32,
+  wCross: f32,
+): void {
+  const k0 = v128.load(x);
+  const k1 = v128.load(x, 16);
+  const k2 = v128.load(x, 32);
+  const k3 = v128.load(x, 48);
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
   let a3 = f32x4.splat(0);
-  let r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    a0 = f32x4.add(a0, f32x4.sub(v128.load(p), k));
-    a1 = f32x4.add(a1, f32x4.sub(v128.load(p + stride), k));
-    a2 = f32x4.add(a2, f32x4.sub(v128.load(p + 2 * stride), k));
-    a3 = f32x4.add(a3, f32x4.sub(v128.load(p + 3 * stride), k));
-    p += 4 * stride;
+  let p = col;
+  for (let r = 0; r < rows; r++, p += stride) {
+    a0 = f32x4.add(a0, f32x4.sub(v128.load(p), k0));
+    a1 = f32x4.add(a1, f32x4.sub(v128.load(p, 16), k1));
+    a2 = f32x4.add(a2, f32x4.sub(v128.load(p, 32), k2));
+    a3 = f32x4.add(a3, f32x4.sub(v128.load(p, 48), k3));
   }
-  for (; r < rows; r++) {
-    a0 = f32x4.add(a0, f32x4.sub(v128.load(p), k));
-    p += stride;
+  const n = f32x4.splat(<f32>rows);
+  const mb0 = f32x4.div(a0, n);
+  const mb1 = f32x4.div(a1, n);
+  const mb2 = f32x4.div(a2, n);
+  const mb3 = f32x4.div(a3, n);
+  const c0 = f32x4.add(k0, mb0);
+  const c1 = f32x4.add(k1, mb1);
+  const c2 = f32x4.add(k2, mb2);
+  const c3 = f32x4.add(k3, mb3);
+  let q0 = f32x4.splat(0);
+  let q1 = f32x4.splat(0);
+  let q2 = f32x4.splat(0);
+  let q3 = f32x4.splat(0);
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
+  let s2 = f32x4.splat(0);
+  let s3 = f32x4.splat(0);
+  p = col;
+  for (let r = 0; r < rows; r++, p += stride) {
+    const d0 = f32x4.sub(v128.load(p), c0);
+    const d1 = f32x4.sub(v128.load(p, 16), c1);
+    const d2 = f32x4.sub(v128.load(p, 32), c2);
+    const d3 = f32x4.sub(v128.load(p, 48), c3);
+    q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+    q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+    q2 = f32x4.add(q2, f32x4.mul(d2, d2));
+    q3 = f32x4.add(q3, f32x4.mul(d3, d3));
+    s0 = f32x4.add(s0, d0);
+    s1 = f32x4.add(s1, d1);
+    s2 = f32x4.add(s2, d2);
+    s3 = f32x4.add(s3, d3);
   }
-  return f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3));
+  mergeBlockStats(mp, vp, mb0, correctedM2(q0, s0, n), first, wNew, wCross);
+  mergeBlockStats(mp + 16, vp + 16, mb1, correctedM2(q1, s1, n), first, wNew, wCross);
+  mergeBlockStats(mp + 32, vp + 32, mb2, correctedM2(q2, s2, n), first, wNew, wCross);
+  mergeBlockStats(mp + 48, vp + 48, mb3, correctedM2(q3, s3, n), first, wNew, wCross);
 }
 
-/**
- * M2 = sum d^2 - (sum d)^2 / rows with d = (x - k) - m, down a column (the second read of a
- * block, from L1): the "corrected two-pass" formula, which cancels to first order the rounding
- * error of the block mean m (taken relative to the shift k).
- */
-function columnM2(p: usize, stride: usize, rows: i32, k: v128, m: v128): v128 {
+/** blockStats16 for 4 channels (two chains per sum to hide the add latency). */
+function blockStats4(
+  x: usize,
+  col: usize,
+  stride: usize,
+  rows: i32,
+  mp: usize,
+  vp: usize,
+  first: bool,
+  wNew: f32,
+  wCross: f32,
+): void {
+  const k = v128.load(x);
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let p = col;
+  let r = 0;
+  for (; r + 2 <= rows; r += 2, p += 2 * stride) {
+    a0 = f32x4.add(a0, f32x4.sub(v128.load(p), k));
+    a1 = f32x4.add(a1, f32x4.sub(v128.load(p + stride), k));
+  }
+  if (r < rows) a0 = f32x4.add(a0, f32x4.sub(v128.load(p), k));
+  const n = f32x4.splat(<f32>rows);
+  const mb = f32x4.div(f32x4.add(a0, a1), n);
+  const c = f32x4.add(k, mb);
   let q0 = f32x4.splat(0);
   let q1 = f32x4.splat(0);
   let s0 = f32x4.splat(0);
   let s1 = f32x4.splat(0);
-  let r = 0;
-  for (; r + 2 <= rows; r += 2) {
-    const d0 = f32x4.sub(f32x4.sub(v128.load(p), k), m);
-    const d1 = f32x4.sub(f32x4.sub(v128.load(p + stride), k), m);
+  p = col;
+  r = 0;
+  for (; r + 2 <= rows; r += 2, p += 2 * stride) {
+    const d0 = f32x4.sub(v128.load(p), c);
+    const d1 = f32x4.sub(v128.load(p + stride), c);
     q0 = f32x4.add(q0, f32x4.mul(d0, d0));
     q1 = f32x4.add(q1, f32x4.mul(d1, d1));
     s0 = f32x4.add(s0, d0);
     s1 = f32x4.add(s1, d1);
-    p += 2 * stride;
   }
   if (r < rows) {
-    const d0 = f32x4.sub(f32x4.sub(v128.load(p), k), m);
+    const d0 = f32x4.sub(v128.load(p), c);
     q0 = f32x4.add(q0, f32x4.mul(d0, d0));
     s0 = f32x4.add(s0, d0);
   }
-  const s = f32x4.add(s0, s1);
-  const m2 = f32x4.sub(f32x4.add(q0, q1), f32x4.div(f32x4.mul(s, s), f32x4.splat(<f32>rows)));
-  return f32x4.pmax(m2, f32x4.splat(0));
+  const m2 = correctedM2(f32x4.add(q0, q1), f32x4.add(s0, s1), n);
+  mergeBlockStats(mp, vp, mb, m2, first, wNew, wCross);
 }
 
-/** y = (x - m)*a + b down a column of `rows` rows. */
-function columnAffine(
+/** The same statistics for one channel (the C % 4 tail). */
+function blockStats1(
+  x: usize,
+  col: usize,
+  stride: usize,
+  rows: i32,
+  mp: usize,
+  vp: usize,
+  first: bool,
+  wNew: f32,
+  wCross: f32,
+): void {
+  const k = load<f32>(x);
+  let a: f32 = 0;
+  let p = col;
+  for (let r = 0; r < rows; r++, p += stride) a += load<f32>(p) - k;
+  const n = <f32>rows;
+  const mb = a / n;
+  const c = k + mb;
+  let q: f32 = 0;
+  let sd: f32 = 0;
+  p = col;
+  for (let r = 0; r < rows; r++, p += stride) {
+    const d = load<f32>(p) - c;
+    q += d * d;
+    sd += d;
+  }
+  const m2 = max<f32>(q - (sd * sd) / n, 0);
+  if (first) {
+    store<f32>(mp, mb);
+    store<f32>(vp, m2);
+  } else {
+    const mean = load<f32>(mp);
+    const delta = mb - mean;
+    store<f32>(mp, mean + delta * wNew);
+    store<f32>(vp, load<f32>(vp) + m2 + delta * delta * wCross);
+  }
+}
+
+/** Per-channel gamma (1 when absent) at byte offset o. */
+function gammaAt(gamma: usize, o: usize): v128 {
+  return gamma != 0 ? v128.load(gamma + o) : f32x4.splat(1);
+}
+
+/** Per-channel beta (0 when absent) at byte offset o. */
+function betaAt(beta: usize, o: usize): v128 {
+  return beta != 0 ? v128.load(beta + o) : f32x4.splat(0);
+}
+
+/**
+ * y = (x - m)*a + b for one block of 16 channels at byte offset o, where m = mean[o], and
+ * a = gamma*invStd (or gamma/sqrt(var + eps) at inference, the caller passes a's source).
+ */
+function affineBlock16(
+  px: usize,
+  py: usize,
+  stride: usize,
+  rows: i32,
+  m0: v128,
+  m1: v128,
+  m2: v128,
+  m3: v128,
+  a0: v128,
+  a1: v128,
+  a2: v128,
+  a3: v128,
+  b0: v128,
+  b1: v128,
+  b2: v128,
+  b3: v128,
+): void {
+  for (let r = 0; r < rows; r++, px += stride, py += stride) {
+    v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px), m0), a0), b0));
+    v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px, 16), m1), a1), b1), 16);
+    v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px, 32), m2), a2), b2), 32);
+    v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px, 48), m3), a3), b3), 48);
+  }
+}
+
+/** y = (x - m)*a + b down one column of 4 channels. */
+function affineBlock4(
   px: usize,
   py: usize,
   stride: usize,
@@ -81,10 +257,8 @@ function columnAffine(
   a: v128,
   b: v128,
 ): void {
-  for (let r = 0; r < rows; r++) {
+  for (let r = 0; r < rows; r++, px += stride, py += stride) {
     v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px), m), a), b));
-    px += stride;
-    py += stride;
   }
 }
 
@@ -96,9 +270,10 @@ function columnAffine(
  * Statistics work on x - k, k = x's first row: the terms then scale with the spread rather than
  * the mean, so a channel with |mean| >> std keeps its variance (sum(x^2)/R - mean^2 in f32 would
  * cancel it away) and its mean is rounded once, at the end. Within a block of rows: the mean, then
- * the corrected sum of squared deviations from it (a second read, from L1); blocks are merged
+ * the corrected sum of squared deviations about it (a second read, from L1); blocks are merged
  * with Chan et al.'s pairwise update. Until the end batchMean holds the shifted running mean and
- * batchVar the running M2 (sum of squared deviations).
+ * batchVar the running M2 (sum of squared deviations). Channels go 16 at a time (a cache line of
+ * a row per walk down the block), then 4, then one.
  */
 export function batchnorm_train_fwd_f32(
   R: i32,
@@ -124,58 +299,35 @@ export function batchnorm_train_fwd_f32(
   }
   const stride = (<usize>C) << 2;
   const nb = blockRows(C);
-  const C4 = C & ~3;
 
   for (let r0 = 0; r0 < R; r0 += nb) {
     const rows = min(nb, R - r0);
     const block = x + <usize>r0 * stride;
-    const fRows = <f32>rows;
-    // Chan merge of (n_a = r0, mean_a, M2_a) with the block (n_b = rows, mean_b, M2_b):
-    // mean += delta*n_b/n; M2 += M2_b + delta^2*n_a*n_b/n.
-    const wNew = fRows / <f32>(r0 + rows);
+    const first = r0 == 0;
+    const wNew = <f32>rows / <f32>(r0 + rows);
     const wCross = <f32>r0 * wNew;
-    for (let c = 0; c < C4; c += 4) {
+    let c = 0;
+    for (; c + 16 <= C; c += 16) {
       const o = (<usize>c) << 2;
-      const col = block + o;
-      const k = v128.load(x + o);
-      const mb = f32x4.div(columnSumShifted(col, stride, rows, k), f32x4.splat(fRows));
-      const m2 = columnM2(col, stride, rows, k, mb);
-      if (r0 == 0) {
-        v128.store(batchMean + o, mb);
-        v128.store(batchVar + o, m2);
-      } else {
-        const mean = v128.load(batchMean + o);
-        const delta = f32x4.sub(mb, mean);
-        v128.store(batchMean + o, f32x4.add(mean, f32x4.mul(delta, f32x4.splat(wNew))));
-        const dd = f32x4.mul(f32x4.mul(delta, delta), f32x4.splat(wCross));
-        v128.store(batchVar + o, f32x4.add(f32x4.add(v128.load(batchVar + o), m2), dd));
-      }
+      blockStats16(
+        x + o,
+        block + o,
+        stride,
+        rows,
+        batchMean + o,
+        batchVar + o,
+        first,
+        wNew,
+        wCross,
+      );
     }
-    for (let c = C4; c < C; c++) {
+    for (; c + 4 <= C; c += 4) {
       const o = (<usize>c) << 2;
-      const k = load<f32>(x + o);
-      let s: f32 = 0;
-      let p = block + o;
-      for (let r = 0; r < rows; r++, p += stride) s += load<f32>(p) - k;
-      const mb = s / fRows;
-      let q: f32 = 0;
-      let sd: f32 = 0;
-      p = block + o;
-      for (let r = 0; r < rows; r++, p += stride) {
-        const d = load<f32>(p) - k - mb;
-        q += d * d;
-        sd += d;
-      }
-      const m2 = max<f32>(q - (sd * sd) / fRows, 0);
-      if (r0 == 0) {
-        store<f32>(batchMean + o, mb);
-        store<f32>(batchVar + o, m2);
-      } else {
-        const mean = load<f32>(batchMean + o);
-        const delta = mb - mean;
-        store<f32>(batchMean + o, mean + delta * wNew);
-        store<f32>(batchVar + o, load<f32>(batchVar + o) + m2 + delta * delta * wCross);
-      }
+      blockStats4(x + o, block + o, stride, rows, batchMean + o, batchVar + o, first, wNew, wCross);
+    }
+    for (; c < C; c++) {
+      const o = (<usize>c) << 2;
+      blockStats1(x + o, block + o, stride, rows, batchMean + o, batchVar + o, first, wNew, wCross);
     }
   }
 
@@ -194,14 +346,36 @@ export function batchnorm_train_fwd_f32(
     const rows = min(nb, R - r0);
     const bx = x + <usize>r0 * stride;
     const by = y + <usize>r0 * stride;
-    for (let c = 0; c < C4; c += 4) {
+    let c = 0;
+    for (; c + 16 <= C; c += 16) {
       const o = (<usize>c) << 2;
-      const g = gamma != 0 ? v128.load(gamma + o) : f32x4.splat(1);
-      const b = beta != 0 ? v128.load(beta + o) : f32x4.splat(0);
-      const a = f32x4.mul(g, v128.load(batchInvStd + o));
-      columnAffine(bx + o, by + o, stride, rows, v128.load(batchMean + o), a, b);
+      const m = batchMean + o;
+      const s = batchInvStd + o;
+      affineBlock16(
+        bx + o,
+        by + o,
+        stride,
+        rows,
+        v128.load(m),
+        v128.load(m, 16),
+        v128.load(m, 32),
+        v128.load(m, 48),
+        f32x4.mul(gammaAt(gamma, o), v128.load(s)),
+        f32x4.mul(gammaAt(gamma, o + 16), v128.load(s, 16)),
+        f32x4.mul(gammaAt(gamma, o + 32), v128.load(s, 32)),
+        f32x4.mul(gammaAt(gamma, o + 48), v128.load(s, 48)),
+        betaAt(beta, o),
+        betaAt(beta, o + 16),
+        betaAt(beta, o + 32),
+        betaAt(beta, o + 48),
+      );
     }
-    for (let c = C4; c < C; c++) {
+    for (; c + 4 <= C; c += 4) {
+      const o = (<usize>c) << 2;
+      const a = f32x4.mul(gammaAt(gamma, o), v128.load(batchInvStd + o));
+      affineBlock4(bx + o, by + o, stride, rows, v128.load(batchMean + o), a, betaAt(beta, o));
+    }
+    for (; c < C; c++) {
       const o = (<usize>c) << 2;
       const g: f32 = gamma != 0 ? load<f32>(gamma + o) : 1;
       const b: f32 = beta != 0 ? load<f32>(beta + o) : 0;
@@ -317,20 +491,41 @@ export function batchnorm_infer_fwd_f32(
   if (C <= 0) return;
   const stride = (<usize>C) << 2;
   const nb = blockRows(C);
-  const C4 = C & ~3;
   const ev = f32x4.splat(eps);
   for (let r0 = 0; r0 < R; r0 += nb) {
     const rows = min(nb, R - r0);
     const bx = x + <usize>r0 * stride;
     const by = y + <usize>r0 * stride;
-    for (let c = 0; c < C4; c += 4) {
+    let c = 0;
+    for (; c + 16 <= C; c += 16) {
       const o = (<usize>c) << 2;
-      const g = gamma != 0 ? v128.load(gamma + o) : f32x4.splat(1);
-      const b = beta != 0 ? v128.load(beta + o) : f32x4.splat(0);
-      const a = f32x4.div(g, f32x4.sqrt(f32x4.add(v128.load(runVar + o), ev)));
-      columnAffine(bx + o, by + o, stride, rows, v128.load(runMean + o), a, b);
+      const m = runMean + o;
+      const v = runVar + o;
+      affineBlock16(
+        bx + o,
+        by + o,
+        stride,
+        rows,
+        v128.load(m),
+        v128.load(m, 16),
+        v128.load(m, 32),
+        v128.load(m, 48),
+        f32x4.div(gammaAt(gamma, o), f32x4.sqrt(f32x4.add(v128.load(v), ev))),
+        f32x4.div(gammaAt(gamma, o + 16), f32x4.sqrt(f32x4.add(v128.load(v, 16), ev))),
+        f32x4.div(gammaAt(gamma, o + 32), f32x4.sqrt(f32x4.add(v128.load(v, 32), ev))),
+        f32x4.div(gammaAt(gamma, o + 48), f32x4.sqrt(f32x4.add(v128.load(v, 48), ev))),
+        betaAt(beta, o),
+        betaAt(beta, o + 16),
+        betaAt(beta, o + 32),
+        betaAt(beta, o + 48),
+      );
     }
-    for (let c = C4; c < C; c++) {
+    for (; c + 4 <= C; c += 4) {
+      const o = (<usize>c) << 2;
+      const a = f32x4.div(gammaAt(gamma, o), f32x4.sqrt(f32x4.add(v128.load(runVar + o), ev)));
+      affineBlock4(bx + o, by + o, stride, rows, v128.load(runMean + o), a, betaAt(beta, o));
+    }
+    for (; c < C; c++) {
       const o = (<usize>c) << 2;
       const g: f32 = gamma != 0 ? load<f32>(gamma + o) : 1;
       const b: f32 = beta != 0 ? load<f32>(beta + o) : 0;
@@ -365,6 +560,151 @@ export function batchnorm_infer_fwd_f32_scalar(
       const v = <f64>load<f32>(runVar + o);
       store<f32>(y + p, <f32>(((<f64>load<f32>(x + p) - m) * g) / Math.sqrt(v + <f64>eps) + b));
     }
+  }
+}
+
+/**
+ * Adds sum_r dy and sum_r dy*(x - mean) over one block, for 16 channels, into sp/tp (stores on
+ * the first block): a blocked sum, so rounding grows with nb + R/nb rather than R.
+ */
+function gradSumsBlock16(
+  px: usize,
+  pd: usize,
+  stride: usize,
+  rows: i32,
+  mp: usize,
+  sp: usize,
+  tp: usize,
+  first: bool,
+): void {
+  const m0 = v128.load(mp);
+  const m1 = v128.load(mp, 16);
+  const m2 = v128.load(mp, 32);
+  const m3 = v128.load(mp, 48);
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
+  let s2 = f32x4.splat(0);
+  let s3 = f32x4.splat(0);
+  let t0 = f32x4.splat(0);
+  let t1 = f32x4.splat(0);
+  let t2 = f32x4.splat(0);
+  let t3 = f32x4.splat(0);
+  for (let r = 0; r < rows; r++, px += stride, pd += stride) {
+    const d0 = v128.load(pd);
+    const d1 = v128.load(pd, 16);
+    const d2 = v128.load(pd, 32);
+    const d3 = v128.load(pd, 48);
+    s0 = f32x4.add(s0, d0);
+    s1 = f32x4.add(s1, d1);
+    s2 = f32x4.add(s2, d2);
+    s3 = f32x4.add(s3, d3);
+    t0 = f32x4.add(t0, f32x4.mul(d0, f32x4.sub(v128.load(px), m0)));
+    t1 = f32x4.add(t1, f32x4.mul(d1, f32x4.sub(v128.load(px, 16), m1)));
+    t2 = f32x4.add(t2, f32x4.mul(d2, f32x4.sub(v128.load(px, 32), m2)));
+    t3 = f32x4.add(t3, f32x4.mul(d3, f32x4.sub(v128.load(px, 48), m3)));
+  }
+  if (!first) {
+    s0 = f32x4.add(s0, v128.load(sp));
+    s1 = f32x4.add(s1, v128.load(sp, 16));
+    s2 = f32x4.add(s2, v128.load(sp, 32));
+    s3 = f32x4.add(s3, v128.load(sp, 48));
+    t0 = f32x4.add(t0, v128.load(tp));
+    t1 = f32x4.add(t1, v128.load(tp, 16));
+    t2 = f32x4.add(t2, v128.load(tp, 32));
+    t3 = f32x4.add(t3, v128.load(tp, 48));
+  }
+  v128.store(sp, s0);
+  v128.store(sp, s1, 16);
+  v128.store(sp, s2, 32);
+  v128.store(sp, s3, 48);
+  v128.store(tp, t0);
+  v128.store(tp, t1, 16);
+  v128.store(tp, t2, 32);
+  v128.store(tp, t3, 48);
+}
+
+/** gradSumsBlock16 for 4 channels (two chains per sum to hide the add latency). */
+function gradSumsBlock4(
+  px: usize,
+  pd: usize,
+  stride: usize,
+  rows: i32,
+  mp: usize,
+  sp: usize,
+  tp: usize,
+  first: bool,
+): void {
+  const m = v128.load(mp);
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
+  let t0 = f32x4.splat(0);
+  let t1 = f32x4.splat(0);
+  let r = 0;
+  for (; r + 2 <= rows; r += 2, px += 2 * stride, pd += 2 * stride) {
+    const d0 = v128.load(pd);
+    const d1 = v128.load(pd + stride);
+    s0 = f32x4.add(s0, d0);
+    s1 = f32x4.add(s1, d1);
+    t0 = f32x4.add(t0, f32x4.mul(d0, f32x4.sub(v128.load(px), m)));
+    t1 = f32x4.add(t1, f32x4.mul(d1, f32x4.sub(v128.load(px + stride), m)));
+  }
+  if (r < rows) {
+    const d0 = v128.load(pd);
+    s0 = f32x4.add(s0, d0);
+    t0 = f32x4.add(t0, f32x4.mul(d0, f32x4.sub(v128.load(px), m)));
+  }
+  let s = f32x4.add(s0, s1);
+  let t = f32x4.add(t0, t1);
+  if (!first) {
+    s = f32x4.add(s, v128.load(sp));
+    t = f32x4.add(t, v128.load(tp));
+  }
+  v128.store(sp, s);
+  v128.store(tp, t);
+}
+
+/**
+ * dx = a*(dy - dm - (x - m)*k) over one block, for 16 channels; dm and k are read from dmp/kp
+ * (dx's own first two rows) before any of these columns is written.
+ */
+function gradDxBlock16(
+  px: usize,
+  pd: usize,
+  pdx: usize,
+  stride: usize,
+  rows: i32,
+  m0: v128,
+  m1: v128,
+  m2: v128,
+  m3: v128,
+  a0: v128,
+  a1: v128,
+  a2: v128,
+  a3: v128,
+  dmp: usize,
+  kp: usize,
+): void {
+  const dm0 = v128.load(dmp);
+  const dm1 = v128.load(dmp, 16);
+  const dm2 = v128.load(dmp, 32);
+  const dm3 = v128.load(dmp, 48);
+  const k0 = v128.load(kp);
+  const k1 = v128.load(kp, 16);
+  const k2 = v128.load(kp, 32);
+  const k3 = v128.load(kp, 48);
+  for (let r = 0; r < rows; r++, px += stride, pd += stride, pdx += stride) {
+    const x0 = f32x4.sub(v128.load(px), m0);
+    const x1 = f32x4.sub(v128.load(px, 16), m1);
+    const x2 = f32x4.sub(v128.load(px, 32), m2);
+    const x3 = f32x4.sub(v128.load(px, 48), m3);
+    const g0 = f32x4.sub(f32x4.sub(v128.load(pd), dm0), f32x4.mul(x0, k0));
+    const g1 = f32x4.sub(f32x4.sub(v128.load(pd, 16), dm1), f32x4.mul(x1, k1));
+    const g2 = f32x4.sub(f32x4.sub(v128.load(pd, 32), dm2), f32x4.mul(x2, k2));
+    const g3 = f32x4.sub(f32x4.sub(v128.load(pd, 48), dm3), f32x4.mul(x3, k3));
+    v128.store(pdx, f32x4.mul(a0, g0));
+    v128.store(pdx, f32x4.mul(a1, g1), 16);
+    v128.store(pdx, f32x4.mul(a2, g2), 32);
+    v128.store(pdx, f32x4.mul(a3, g3), 48);
   }
 }
 
@@ -405,51 +745,25 @@ export function batchnorm_bwd_f32(
   }
   const stride = (<usize>C) << 2;
   const nb = blockRows(C);
-  const C4 = C & ~3;
   const sumDy = dx; // dx row 0: sum_r dy, later mean_r dy
   const sumDyXc = dx + stride; // dx row 1: sum_r dy*(x-mean), later invStd^2 * that / R
 
-  // Pass 1: per-channel sums, accumulated per block in registers (a blocked sum, so the rounding
-  // error grows with R/nb + nb rather than R).
+  // Pass 1: per-channel sums, accumulated per block in registers.
   for (let r0 = 0; r0 < R; r0 += nb) {
     const rows = min(nb, R - r0);
     const bx = x + <usize>r0 * stride;
     const bdy = dy + <usize>r0 * stride;
-    for (let c = 0; c < C4; c += 4) {
+    const first = r0 == 0;
+    let c = 0;
+    for (; c + 16 <= C; c += 16) {
       const o = (<usize>c) << 2;
-      const m = v128.load(batchMean + o);
-      let s0 = f32x4.splat(0);
-      let s1 = f32x4.splat(0);
-      let t0 = f32x4.splat(0);
-      let t1 = f32x4.splat(0);
-      let px = bx + o;
-      let pd = bdy + o;
-      let r = 0;
-      for (; r + 2 <= rows; r += 2) {
-        const d0 = v128.load(pd);
-        const d1 = v128.load(pd + stride);
-        s0 = f32x4.add(s0, d0);
-        s1 = f32x4.add(s1, d1);
-        t0 = f32x4.add(t0, f32x4.mul(d0, f32x4.sub(v128.load(px), m)));
-        t1 = f32x4.add(t1, f32x4.mul(d1, f32x4.sub(v128.load(px + stride), m)));
-        px += 2 * stride;
-        pd += 2 * stride;
-      }
-      if (r < rows) {
-        const d0 = v128.load(pd);
-        s0 = f32x4.add(s0, d0);
-        t0 = f32x4.add(t0, f32x4.mul(d0, f32x4.sub(v128.load(px), m)));
-      }
-      let s = f32x4.add(s0, s1);
-      let t = f32x4.add(t0, t1);
-      if (r0 != 0) {
-        s = f32x4.add(s, v128.load(sumDy + o));
-        t = f32x4.add(t, v128.load(sumDyXc + o));
-      }
-      v128.store(sumDy + o, s);
-      v128.store(sumDyXc + o, t);
+      gradSumsBlock16(bx + o, bdy + o, stride, rows, batchMean + o, sumDy + o, sumDyXc + o, first);
     }
-    for (let c = C4; c < C; c++) {
+    for (; c + 4 <= C; c += 4) {
+      const o = (<usize>c) << 2;
+      gradSumsBlock4(bx + o, bdy + o, stride, rows, batchMean + o, sumDy + o, sumDyXc + o, first);
+    }
+    for (; c < C; c++) {
       const o = (<usize>c) << 2;
       const m = load<f32>(batchMean + o);
       let s: f32 = 0;
@@ -491,26 +805,44 @@ export function batchnorm_bwd_f32(
     const bx = x + <usize>r0 * stride;
     const bdy = dy + <usize>r0 * stride;
     const bdx = dx + <usize>r0 * stride;
-    for (let c = 0; c < C4; c += 4) {
+    let c = 0;
+    for (; c + 16 <= C; c += 16) {
       const o = (<usize>c) << 2;
+      const inv = batchInvStd + o;
+      const m = batchMean + o;
+      gradDxBlock16(
+        bx + o,
+        bdy + o,
+        bdx + o,
+        stride,
+        rows,
+        v128.load(m),
+        v128.load(m, 16),
+        v128.load(m, 32),
+        v128.load(m, 48),
+        f32x4.mul(gammaAt(gamma, o), v128.load(inv)),
+        f32x4.mul(gammaAt(gamma, o + 16), v128.load(inv, 16)),
+        f32x4.mul(gammaAt(gamma, o + 32), v128.load(inv, 32)),
+        f32x4.mul(gammaAt(gamma, o + 48), v128.load(inv, 48)),
+        sumDy + o,
+        sumDyXc + o,
+      );
+    }
+    for (; c + 4 <= C; c += 4) {
+      const o = (<usize>c) << 2;
+      const a = f32x4.mul(gammaAt(gamma, o), v128.load(batchInvStd + o));
       const m = v128.load(batchMean + o);
-      const inv = v128.load(batchInvStd + o);
-      const a = gamma != 0 ? f32x4.mul(v128.load(gamma + o), inv) : inv;
       const dm = v128.load(sumDy + o);
       const k = v128.load(sumDyXc + o);
       let px = bx + o;
       let pd = bdy + o;
       let pdx = bdx + o;
-      for (let r = 0; r < rows; r++) {
+      for (let r = 0; r < rows; r++, px += stride, pd += stride, pdx += stride) {
         const xc = f32x4.sub(v128.load(px), m);
-        const inner = f32x4.sub(f32x4.sub(v128.load(pd), dm), f32x4.mul(xc, k));
-        v128.store(pdx, f32x4.mul(a, inner));
-        px += stride;
-        pd += stride;
-        pdx += stride;
+        v128.store(pdx, f32x4.mul(a, f32x4.sub(f32x4.sub(v128.load(pd), dm), f32x4.mul(xc, k))));
       }
     }
-    for (let c = C4; c < C; c++) {
+    for (; c < C; c++) {
       const o = (<usize>c) << 2;
       const m = load<f32>(batchMean + o);
       const inv = load<f32>(batchInvStd + o);

@@ -7,9 +7,9 @@
 import { F32x4Math, rowDivide_f32, rowExpShift_f32, rowMax_f32 } from "./f32x4_math";
 
 /**
- * Sparse labels[B] (i32). probs[B,C] = softmax(logits); loss_r = logsumexp(logits_r) - logits_r[label]
- * computed as (max - logit[label]) + log(sum exp(logit - max)), never as -log(prob): finite for
- * any finite logits and exact when a probability rounds to 0. dlogits = (probs - onehot)/B.
+ * Sparse labels[B] (i32). probs[B,C] = softmax(logits); the row loss, logsumexp - logit[label],
+ * is computed as (max - logit[label]) + log(sum exp(logit - max)), never as -log(prob): finite
+ * for any finite logits and exact when a probability rounds to 0. dlogits = (probs - onehot)/B.
  * A label outside [0, C) makes the loss NaN and leaves that row's dlogits = probs/B (no write
  * outside the row).
  */

@@ -86,7 +86,7 @@ function trainForward(
 describe("batchnorm_train_fwd_f32", () => {
   it("matches the float64 twin on channel tails, row blocks and gamma/beta on/off", () => {
     const a = new TestArena();
-    for (const C of [1, 3, 4, 7, 8, 10, 64]) {
+    for (const C of [1, 3, 4, 7, 8, 10, 23, 36, 64]) {
       for (const R of [1, 2, 5, 17, 300, 1100]) {
         for (const affine of [true, false]) {
           a.reset();
@@ -176,7 +176,7 @@ function backward(
 describe("batchnorm_bwd_f32", () => {
   it("matches the float64 twin on channel tails and row blocks, with and without dgamma/dbeta", () => {
     const a = new TestArena();
-    for (const C of [1, 3, 4, 7, 8, 10, 64]) {
+    for (const C of [1, 3, 4, 7, 8, 10, 23, 36, 64]) {
       for (const R of [1, 2, 5, 17, 300, 1100]) {
         for (const affine of [true, false]) {
           a.reset();
@@ -259,7 +259,7 @@ describe("batchnorm_bwd_f32", () => {
 describe("batchnorm_infer_fwd_f32 and batchnorm_update_running_f32", () => {
   it("match their scalar twins on every channel tail; inference may run in place", () => {
     const a = new TestArena();
-    for (const C of [1, 3, 4, 7, 8, 10, 64]) {
+    for (const C of [1, 3, 4, 7, 8, 10, 23, 36, 64]) {
       for (const R of [0, 1, 5, 300]) {
         a.reset();
         const x = bnInput(R, C, R + C);
