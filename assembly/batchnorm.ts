@@ -218,8 +218,8 @@ function betaAt(beta: usize, o: usize): v128 {
 }
 
 /**
- * y = (x - m)*a + b for one block of 16 channels at byte offset o, where m = mean[o], and
- * a = gamma*invStd (or gamma/sqrt(var + eps) at inference, the caller passes a's source).
+ * y = (x - m)*a + b down one block for 16 channels, the per-channel m, a, b held in registers
+ * (training: a = gamma*invStd; inference: a = gamma/sqrt(runVar + eps)).
  */
 function affineBlock16(
   px: usize,
