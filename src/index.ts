@@ -17,3 +17,10 @@ export * from "./export.js";
 export * from "./engine.js";
 export * from "./quantize.js";
 export * from "./tfjsImport.js";
+export * from "./serveHandler.js";
+export {
+  createEdgeWorker,
+  type EdgeEnv,
+  type EdgeWorker,
+  type EdgeWorkerOptions,
+} from "./edgeWorker.js";

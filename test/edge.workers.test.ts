@@ -46,11 +46,11 @@ function postJson(body: unknown, path = "/predict"): Promise<Response> {
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
 }
-function postBinary(bytes: Uint8Array | ArrayBuffer): Promise<Response> {
+function postBinary(data: Float32Array | Uint8Array): Promise<Response> {
   return SELF.fetch(`${URL_BASE}/predict`, {
     method: "POST",
     headers: { "content-type": "application/octet-stream" },
-    body: bytes,
+    body: new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength),
   });
 }
 function concat(xs: Float32Array[]): Float32Array {
@@ -147,7 +147,7 @@ describe("edge worker in workerd: predictions equal Node's engine", () => {
     ).json()) as PredictBody;
     expectClose(j.outputs, want);
     expect(j.argmax).toEqual(want.map(argmaxOf));
-    const r = await postBinary(concat(xs).buffer);
+    const r = await postBinary(concat(xs));
     expect(r.status).toBe(200);
     const b = (await r.json()) as PredictBody;
     expectClose(b.outputs, want);
@@ -160,7 +160,7 @@ describe("edge worker in workerd: predictions equal Node's engine", () => {
         // Mix JSON and binary bodies and batch sizes so requests differ in every way.
         const r =
           i % 3 === 0
-            ? await postBinary(edgeInput(i).buffer)
+            ? await postBinary(edgeInput(i))
             : i % 3 === 1
               ? await postJson({ inputs: Array.from(edgeInput(i)) })
               : await postJson({
@@ -222,9 +222,9 @@ describe("edge worker in workerd: every client mistake is a 4xx JSON answer", ()
     await expectClientError(postJson(inf), 400, "invalid_number");
     const f = edgeInput(0);
     f[5] = NaN;
-    await expectClientError(postBinary(f.buffer), 400, "invalid_number");
+    await expectClientError(postBinary(f), 400, "invalid_number");
     f[5] = -Infinity;
-    await expectClientError(postBinary(f.buffer), 400, "invalid_number");
+    await expectClientError(postBinary(f), 400, "invalid_number");
   });
 
   it("wrong sample length (JSON) and a binary body that is not whole samples: 400", async () => {
@@ -249,7 +249,7 @@ describe("edge worker in workerd: every client mistake is a 4xx JSON answer", ()
       "batch_too_large",
     );
     await expectClientError(
-      postBinary(new Float32Array(n * EDGE_INPUT_SIZE).buffer),
+      postBinary(new Float32Array(n * EDGE_INPUT_SIZE)),
       413,
       "batch_too_large",
     );

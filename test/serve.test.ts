@@ -68,11 +68,11 @@ function postJson(body: unknown, server = mlp, path = "/predict"): Promise<Respo
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
 }
-function postBinary(bytes: ArrayBufferLike | Uint8Array, server = mlp): Promise<Response> {
+function postBinary(data: Float32Array | Uint8Array, server = mlp): Promise<Response> {
   return fetch(`${server.url}/predict`, {
     method: "POST",
     headers: { "content-type": "application/octet-stream" },
-    body: bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes),
+    body: new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength),
   });
 }
 async function expectClientError(r: Promise<Response>, status: number, error: string) {
@@ -128,7 +128,7 @@ describe("edgenn serve: outputs identical to the engine", () => {
       await postJson({ inputs: xs.map((x) => Array.from(x)) })
     ).json()) as PredictBody;
     expect(j.outputs).toEqual(want(xs));
-    const b = (await (await postBinary(concat(xs).buffer)).json()) as PredictBody;
+    const b = (await (await postBinary(concat(xs))).json()) as PredictBody;
     expect(b.outputs).toEqual(want(xs));
   });
 
@@ -165,7 +165,7 @@ describe("edgenn serve: outputs identical to the engine", () => {
       Array.from({ length: n }, async (_, i) => {
         const r =
           i % 2 === 0
-            ? await postBinary(edgeInput(i).buffer)
+            ? await postBinary(edgeInput(i))
             : await postJson({ inputs: [Array.from(edgeInput(i))] });
         expect(r.status).toBe(200);
         return (await r.json()) as PredictBody;
@@ -206,8 +206,8 @@ describe("edgenn serve: every client mistake is a 4xx JSON answer", () => {
         400,
         "invalid_number",
       ],
-      [postBinary(new Float32Array([...x.slice(0, 783), NaN]).buffer), 400, "invalid_number"],
-      [postBinary(new Float32Array([...x.slice(0, 783), Infinity]).buffer), 400, "invalid_number"],
+      [postBinary(new Float32Array([...x.slice(0, 783), NaN])), 400, "invalid_number"],
+      [postBinary(new Float32Array([...x.slice(0, 783), Infinity])), 400, "invalid_number"],
       [postJson({ inputs: x.slice(0, 783) }), 400, "wrong_sample_length"],
       [postJson({ inputs: [x, [...x, 0]] }), 400, "wrong_sample_length"],
       [postJson({ inputs: [[[x]]] }), 400, "wrong_sample_length"],

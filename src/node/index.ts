@@ -10,6 +10,7 @@ export * from "../index.js";
 export { loadKernels, kernelModule, kernelWasmPath } from "./loadKernels.js";
 export { writeFileAtomic, readFileBytes } from "./checkpointFile.js";
 export { loadEngineFile, readModelFile } from "./engine.js";
+export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve.js";
 export { readIdxDataset, defaultDataDir, fullDataDir } from "./readDataset.js";
 
 /** A model with its own kernel instance (its own memory). */
