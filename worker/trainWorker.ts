@@ -83,6 +83,8 @@ type ProgressCallback = (event: TrainEvent) => unknown;
 
 /** How often a running fit lets messages in (a cancel() call, other calls) by default. */
 const DEFAULT_YIELD_MS = 20;
+/** How long fit waits for the caller to acknowledge progress events (a caller that went away never does). */
+const DELIVERY_TIMEOUT_MS = 2000;
 
 export function createTrainWorkerApi(options: TrainWorkerApiOptions = {}) {
   let kernelModule: WebAssembly.Module | undefined;
@@ -162,12 +164,17 @@ export function createTrainWorkerApi(options: TrainWorkerApiOptions = {}) {
       let batchesRun = 0;
       if (shared) Atomics.store(shared, BATCH_COUNTER, 0);
       const flagged = () => shared !== undefined && Atomics.load(shared, CANCEL_FLAG) !== 0;
-      // Progress callbacks are fire-and-forget; a failing one (the caller went away) must not
-      // surface as an unhandled rejection in the worker.
+      // Batch events are fire-and-forget, so a slow caller never stalls training; a failing one
+      // (the caller went away) must not surface as an unhandled rejection in the worker. Calls on
+      // one port arrive in order, so awaiting the latest call's reply means every earlier event
+      // was delivered: that happens at each epoch's end and before fit resolves, so the caller has
+      // seen all progress by the time its promise settles.
+      let last: Promise<unknown> = Promise.resolve();
       const report = (event: TrainEvent) => {
-        if (!onProgress) return;
-        Promise.resolve(onProgress(event)).catch(() => undefined);
+        if (onProgress) last = Promise.resolve(onProgress(event)).catch(() => undefined);
       };
+      const delivered = () =>
+        Promise.race([last, new Promise((resolve) => setTimeout(resolve, DELIVERY_TIMEOUT_MS))]);
       try {
         if (flagged()) controller.abort();
         const history = await fit(m, x, y, {
@@ -180,13 +187,15 @@ export function createTrainWorkerApi(options: TrainWorkerApiOptions = {}) {
             report({ type: "batch", ...p });
             if (flagged()) controller.abort();
           },
-          onEpochEnd: (log) => {
+          onEpochEnd: async (log) => {
             report({ type: "epoch", ...log });
+            await delivered();
           },
         });
         return { ...history, batchesRun };
       } finally {
         running = undefined;
+        await delivered();
         // Closes the callback's message port (in Node an open port keeps the caller's process alive).
         if (onProgress && Comlink.releaseProxy in onProgress)
           (onProgress as unknown as Comlink.Remote<ProgressCallback>)[Comlink.releaseProxy]();
