@@ -175,6 +175,53 @@ describe("demo page in headless Chromium", () => {
     expect(err.message).toMatch(/units/);
   });
 
+  it("a second worker loads the kernels from their URL (streaming) and predicts as Node does", async () => {
+    const spec: ModelSpec = {
+      inputShape: [28, 28, 1],
+      layers: [
+        { type: "conv2d", filters: 4, kernelSize: 3, padding: "same" },
+        { type: "batchNorm" },
+        { type: "relu" },
+        { type: "maxPool2d", poolSize: 2 },
+        { type: "flatten" },
+        { type: "dense", units: 10 },
+        { type: "softmax" },
+      ],
+    };
+    const n = 240;
+    const x = Array.from(train.x.subarray(0, n * 784));
+    const y = Array.from(train.y.subarray(0, n));
+    const probe = Array.from(test.x.subarray(0, 20 * 784));
+    const r = await page.evaluate(
+      async ({ spec, x, y, probe }) => {
+        const t = (window as any).edgennDemo.spawnTrainer();
+        try {
+          await t.init(new URL("edgenn.wasm", location.href).href);
+          await t.create(spec, { seed: 3 });
+          const xs = new Float32Array(x);
+          const history = await t.fit(xs, new Int32Array(y), { epochs: 1, batchSize: 30 });
+          const out = await t.predict(new Float32Array(probe));
+          return {
+            detached: xs.buffer.byteLength === 0,
+            batchesRun: history.batchesRun as number,
+            out: Array.from(out as Float32Array),
+          };
+        } finally {
+          await t.terminate();
+        }
+      },
+      { spec, x, y, probe },
+    );
+    expect(r.detached).toBe(true); // transferred to the worker, not copied
+    expect(r.batchesRun).toBe(8);
+    const direct = new Model(loadKernels(), spec, { seed: 3 });
+    await fit(direct, train.x.subarray(0, n * 784), train.y.subarray(0, n), {
+      epochs: 1,
+      batchSize: 30,
+    });
+    expect(new Float32Array(r.out)).toEqual(direct.predict(test.x.subarray(0, 20 * 784)));
+  });
+
   it("cancels a run mid-way within one batch; the cancelled model still exports and predicts", async () => {
     await page.selectOption("#preset", "mlp");
     await setOptions({ epochs: 50, batch: 32, lr: 0.001, seed: 1, samples: 6000 });

@@ -274,9 +274,15 @@ async function loadData(): Promise<{ train: Dataset; test: Dataset }> {
 }
 
 const kernelModule = Kernels.compileStreaming("edgenn.wasm");
-const trainer = connectWebWorker(
-  new Worker(new URL("./webWorker.js", import.meta.url), { type: "module", name: "edgenn-train" }),
-);
+/** A training worker of its own; it needs init() with the kernel module or its URL. */
+const spawnTrainer = () =>
+  connectWebWorker(
+    new Worker(new URL("./webWorker.js", import.meta.url), {
+      type: "module",
+      name: "edgenn-train",
+    }),
+  );
+const trainer = spawnTrainer();
 const trainerReady = kernelModule.then((m) => trainer.init(m));
 let data: { train: Dataset; test: Dataset } | undefined;
 
@@ -559,5 +565,5 @@ function main(): void {
     });
 }
 
-(window as unknown as { edgennDemo: unknown }).edgennDemo = { state, trainer };
+(window as unknown as { edgennDemo: unknown }).edgennDemo = { state, trainer, spawnTrainer };
 main();
