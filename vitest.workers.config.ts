@@ -9,8 +9,9 @@ export default defineConfig({
   plugins: [
     cloudflareTest({
       wrangler: { configPath: "./wrangler.toml" },
-      // A KV namespace for the test that serves a model from MODEL_KV.
-      miniflare: { kvNamespaces: ["TEST_MODEL_KV"] },
+      // Storage for the tests that serve a model from MODEL_KV / MODEL_BUCKET (named apart so the
+      // Worker under SELF keeps serving its bundled model).
+      miniflare: { kvNamespaces: ["TEST_MODEL_KV"], r2Buckets: ["TEST_MODEL_BUCKET"] },
     }),
   ],
   test: {

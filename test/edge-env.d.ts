@@ -13,5 +13,9 @@ declare module "cloudflare:test" {
       get(key: string, type: "arrayBuffer"): Promise<ArrayBuffer | null>;
       put(key: string, value: ArrayBuffer | Uint8Array): Promise<void>;
     };
+    TEST_MODEL_BUCKET: {
+      get(key: string): Promise<{ arrayBuffer(): Promise<ArrayBuffer> } | null>;
+      put(key: string, value: ArrayBuffer | Uint8Array): Promise<unknown>;
+    };
   };
 }

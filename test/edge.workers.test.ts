@@ -258,7 +258,8 @@ describe("edge worker in workerd: every client mistake is a 4xx JSON answer", ()
   it("a body over MAX_BODY_BYTES: 413, also when streamed without a length (never read to the end)", async () => {
     const limit = Number(env.MAX_BODY_BYTES);
     await expectClientError(postBinary(new Uint8Array(limit + 1)), 413, "body_too_large");
-    // An endless stream: the Worker must stop reading at the limit and answer, not hang.
+    // An endless stream: the Worker must stop reading at the limit and answer, not hang. (When it
+    // cancels the body, workerd logs "Network connection lost" for this sender's pump: expected.)
     let sent = 0;
     const chunk = new Uint8Array(64 * 1024);
     const endless = new ReadableStream<Uint8Array>({
@@ -311,6 +312,23 @@ describe("edge worker in workerd: model from a KV binding", () => {
     const b = (await r.json()) as PredictBody;
     expectClose(b.outputs, expected.kv);
     expect(b.labels).toEqual(expected.kv.map((row) => ["x", "y", "z"][argmaxOf(row)]));
+  });
+
+  it("serves MODEL_KEY from an R2 bucket (MODEL_BUCKET), raw float32 in", async () => {
+    await env.TEST_MODEL_BUCKET.put("cnn.enn", kvModelBytes());
+    const worker = createEdgeWorker({ kernels });
+    const r2Env = { MODEL_BUCKET: env.TEST_MODEL_BUCKET, MODEL_KEY: "cnn.enn" };
+    const xs = Array.from({ length: 8 }, (_, i) => edgeInput(i, KV_INPUT_SIZE));
+    const r = await worker.fetch(
+      new Request(`${URL_BASE}/predict`, {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: new Uint8Array(concat(xs).buffer as ArrayBuffer),
+      }),
+      r2Env,
+    );
+    expect(r.status).toBe(200);
+    expectClose(((await r.json()) as PredictBody).outputs, expected.kv);
   });
 
   it("a missing KV key is the server's fault (503), and a client's 404 is still a 404", async () => {
