@@ -403,7 +403,7 @@ function onProgress(e: TrainEvent, epochs: number, batchSize: number, samples: n
     chart.points.push({ t, loss: smooth.loss, acc: smooth.acc });
     setProgress(
       t / epochs,
-      `epoch ${e.epoch + 1}/${epochs} · batch ${e.batch + 1}/${e.batches} · loss ${e.loss.toFixed(4)} · accuracy ${(e.accuracy * 100).toFixed(1)}% · ${Math.round(e.samplesPerSecond).toLocaleString("en-US")} samples/s · ETA ${e.etaSeconds.toFixed(1)} s`,
+      `epoch ${e.epoch + 1}/${epochs} · batch ${e.batch + 1}/${e.batches} · loss ${e.loss.toFixed(4)} · accuracy ${(e.accuracy * 100).toFixed(1)}% · ${Math.round(e.samplesPerSecond).toLocaleString("en-US")} samples/s · ${e.batch + 1 === e.batches ? "testing the epoch on the test images…" : `ETA ${e.etaSeconds.toFixed(1)} s`}`,
     );
   } else {
     if (e.valAccuracy !== undefined) chart.val.push({ t: e.epoch + 1, acc: e.valAccuracy });
