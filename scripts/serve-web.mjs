@@ -92,7 +92,12 @@ export function startWebServer({
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const port = Number(process.env.PORT ?? process.argv[2] ?? 8080);
-  const { url } = await startWebServer({ port });
+  const asked = process.env.PORT ?? process.argv[2];
+  const port = Number(asked ?? 8080);
+  const { url } = await startWebServer({ port }).catch((e) => {
+    // The default port is taken: any free one will do (an explicit port is an order).
+    if (asked === undefined && e.code === "EADDRINUSE") return startWebServer({ port: 0 });
+    throw e;
+  });
   console.log(`edgenn demo: ${url}  (Ctrl+C to stop)`);
 }
