@@ -313,11 +313,11 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
 
   it("K = 0 gives clamp(bias (+C)); M = 0 or N = 0 writes nothing", () => {
     const k = loadKernels();
-    for (let bits = 0; bits < 8; bits++) {
+    for (let bits = 0; bits < 16; bits++) {
       runCase(
         k,
         {
-          M: 5,
+          M: bits & 8 ? 2 : 5, // the row kernel (M <= 2) and the packed path
           N: 11,
           K: 0,
           layout: "NN",
