@@ -1,9 +1,12 @@
 // `npm run bench`: training throughput and accuracy of the reference models on Fashion-MNIST
 // (the full set from ../shared when present, else the bundled subset), TensorFlow.js wasm on the
-// same models and data in the same run, and the GEMM/conv micro-benchmarks. Prints a table with
-// ratios and writes bench/results/<timestamp>.json.
+// same models and data in the same run, and the GEMM/conv micro-benchmarks; then inference latency
+// and throughput, cold start and shipped size against ONNX Runtime Web and TF.js (bench/inference.ts,
+// bench/coldStart.ts, bench/bundleSize.ts). Prints tables with ratios and writes
+// bench/results/<timestamp>.json.
 //
-// Options: --quick (fewer epochs/batches, for a smoke run), --only mlp|cnn|gemm.
+// Options: --quick (fewer epochs/batches/runs/spawns, for a smoke run),
+// --only mlp|cnn|gemm|inference|cold|size.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
@@ -18,6 +21,9 @@ import {
 import { cnnSpec, mlpSpec } from "../src/referenceModels.js";
 import { evaluate, fit } from "../src/train.js";
 import { tfjsTrainThroughput, useTfjsWasm } from "./tfjsBaseline.js";
+import { printBundleSizeTable, runBundleSizeBench } from "./bundleSize.js";
+import { printColdStartTable, runColdStartBench } from "./coldStart.js";
+import { printInferenceTable, runInferenceBench } from "./inference.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -120,6 +126,22 @@ async function main(): Promise<void> {
     } catch (e) {
       console.log(`kernel micro-benchmarks unavailable: ${(e as Error).message}`);
     }
+  }
+  if (!only || only === "inference") {
+    console.log("\ninference: checking outputs, then timing");
+    const inference = await runInferenceBench({ quick });
+    printInferenceTable(inference);
+    results.inference = inference;
+  }
+  if (!only || only === "cold") {
+    const coldStart = await runColdStartBench({ quick });
+    printColdStartTable(coldStart);
+    results.coldStart = coldStart;
+  }
+  if (!only || only === "size") {
+    const bundleSize = await runBundleSizeBench();
+    printBundleSizeTable(bundleSize);
+    results.bundleSize = bundleSize;
   }
   const dir = join(packageRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });

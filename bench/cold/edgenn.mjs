@@ -1,0 +1,11 @@
+// Cold start, edgenn: import the engine (its Node entry registers build/edgenn.wasm), load the
+// .enn file, predict one sample, print the argmax. Usage: node edgenn.mjs model.enn input.f32
+import { readFileSync } from "node:fs";
+import { InferenceEngine } from "../../dist/src/node/engine.js";
+
+const [model, input] = process.argv.slice(2);
+const engine = InferenceEngine.loadSync(new Uint8Array(readFileSync(model)), { maxBatch: 1 });
+const b = readFileSync(input);
+const x = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + engine.inputSize * 4));
+const y = engine.predict(x, 1);
+console.log(`argmax ${y.indexOf(Math.max(...y))}`);

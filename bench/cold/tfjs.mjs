@@ -1,0 +1,26 @@
+// Cold start, TensorFlow.js: tfjs-core + tfjs-layers + tfjs-backend-wasm (SIMD, one thread), load
+// the layers model (model.json + weights.bin, from memory as Node has no file:// handler in pure
+// tfjs), predict one sample, print the argmax. Usage: node tfjs.mjs model.json input.f32
+import { readFileSync } from "node:fs";
+import * as tf from "@tensorflow/tfjs-core";
+import * as tfl from "@tensorflow/tfjs-layers";
+import * as wasm from "@tensorflow/tfjs-backend-wasm";
+
+const [model, input] = process.argv.slice(2);
+wasm.setThreadsCount(1);
+await tf.setBackend("wasm");
+const json = JSON.parse(readFileSync(model, "utf8"));
+const bin = readFileSync(model.replace(/\.json$/, ".bin"));
+const m = await tfl.loadLayersModel(
+  tf.io.fromMemory({
+    modelTopology: json.modelTopology,
+    weightSpecs: json.weightSpecs,
+    weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
+  }),
+);
+const dims = m.inputs[0].shape.slice(1);
+const n = dims.reduce((a, b) => a * b, 1);
+const b = readFileSync(input);
+const x = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + n * 4));
+const y = tf.tidy(() => m.predict(tf.tensor(x, [1, ...dims])).dataSync());
+console.log(`argmax ${y.indexOf(Math.max(...y))}`);
