@@ -1,4 +1,4 @@
-// The `edgenn` command: train, lint, demo (and, from the export issue on, export/inspect/predict).
+// The `edgenn` command: train, lint, summary, export, inspect, predict, import, serve, demo.
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
@@ -22,8 +22,13 @@ export class UsageError extends Error {
 const USAGE = `usage:
   edgenn train --model mlp|cnn|SPEC.json [--data DIR] [--epochs N] [--batch-size B]
                [--optimizer adam|adamw|sgd] [--lr X] [--seed S] [--out CKPT] [--resume CKPT] [--json]
-  edgenn lint SPEC.json|mlp|cnn [--json] [--strict]
-  edgenn summary SPEC.json|mlp|cnn
+  edgenn lint SPEC.json|model.json|mlp|cnn [--json] [--strict]
+  edgenn summary SPEC.json|model.json|mlp|cnn
+  edgenn export CKPT --out model.enn [--int8] [--logits]
+  edgenn inspect model.enn [--json]
+  edgenn predict model.enn --input FILE.json [--json]
+  edgenn import model.json [--out model.enn] [--int8] [--logits]   (TensorFlow.js / Keras layers model)
+  edgenn serve model.enn [--port P] [--max-batch N] [--max-body BYTES]   (HTTP on 127.0.0.1)
   edgenn demo [--data DIR] [--epochs N]
 Data: a folder of IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
 t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); default: the bundled Fashion-MNIST subset.`;
