@@ -2,7 +2,7 @@
 // driven by playwright-core): live lint, training with progress events, cancel mid-run, export,
 // predictions of the exported file on the page — and the same numbers as Node for the same seed.
 // Builds the page itself (esbuild) and serves it from 127.0.0.1 with the COOP/COEP headers.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -305,6 +305,11 @@ describe("demo page in headless Chromium", () => {
     expect(s.testAccuracy).toBe(right / test.count);
     expect(s.testAccuracy).toBeGreaterThan(0.7);
     expect(await page.locator("#grid .tile").count()).toBe(24);
+
+    // The download button hands over the same bytes.
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+    expect(download.suggestedFilename()).toMatch(/\.enn$/);
+    expect(Buffer.compare(readFileSync((await download.path())!), Buffer.from(nodeEnn))).toBe(0);
 
     mkdirSync(join(ROOT, "test-results"), { recursive: true });
     await page.evaluate(() => window.scrollTo(0, 0));

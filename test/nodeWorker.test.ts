@@ -2,6 +2,9 @@
 // as training directly in this thread, progress events, cancellation within one batch, transfers
 // instead of copies, and errors that reach the caller as rejected promises.
 import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import * as Comlink from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildNodeWorker, ROOT } from "../scripts/build-web.mjs";
 import type { Dataset } from "../src/dataset.js";
@@ -14,6 +17,7 @@ import { defaultDataDir, readIdxDataset } from "../src/node/readDataset.js";
 import { resolveSpec, SpecError, type ModelSpec } from "../src/spec.js";
 import { fit } from "../src/train.js";
 import { spawnNodeTrainer, type Trainer, type TrainEvent } from "../worker/nodeClient.js";
+import type { TrainWorkerApi } from "../worker/trainWorker.js";
 
 // BN and dropout both in the spec: equal weights then also mean the dropout RNG and BN statistics
 // advanced identically on both sides.
@@ -128,24 +132,28 @@ describe("training worker on worker_threads", () => {
   it("cancel() stops a run within one batch and leaves the model usable", async () => {
     const t = trainer();
     await t.create(SPEC, { seed: SEED, optimizer: OPTIMIZER });
-    let atCancel: number | undefined;
     let calls = 0;
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
     const run = t.fit(train.x, train.y, {
       epochs: 200,
       batchSize: 10,
       copy: true,
-      onProgress: (e) => {
-        if (e.type === "batch" && e.batch >= 5 && atCancel === undefined) atCancel = t.cancel();
-        calls++;
+      onProgress: () => {
+        if (++calls === 5) started();
       },
     });
+    await running;
+    // Calls that would read or replace the model mid-run are refused, not interleaved.
+    await expect(t.predict(test.x, { copy: true })).rejects.toThrow(/while fit is running/);
+    await expect(t.create(SPEC)).rejects.toThrow(/while fit is running/);
+    const atCancel = t.cancel()!;
     const history = await run;
     expect(history.cancelled).toBe(true);
-    expect(atCancel).toBeGreaterThanOrEqual(6);
+    expect(atCancel).toBeGreaterThanOrEqual(5);
     // The worker finishes the batch it is in when the flag is set, and no other.
-    expect(history.batchesRun).toBeLessThanOrEqual(atCancel! + 1);
+    expect(history.batchesRun).toBeLessThanOrEqual(atCancel + 1);
     expect(history.batchesRun).toBeLessThan(200 * 100);
-    expect(calls).toBeGreaterThan(0);
 
     // Still usable: predicts probabilities, exports, and trains again.
     const p = await t.predict(test.x, { copy: true });
@@ -157,9 +165,42 @@ describe("training worker on worker_threads", () => {
     }
     const { bytes } = await t.export();
     expect(InferenceEngine.loadSync(bytes).outputSize).toBe(10);
-    const again = await t.fit(train.x, train.y, { epochs: 1, batchSize: 100, copy: true });
+    // fit trains until `epochs` epochs are complete; the cancelled run may have finished some.
+    const again = await t.fit(train.x, train.y, {
+      epochs: history.epochs.length + 1,
+      batchSize: 100,
+      copy: true,
+    });
     expect(again.cancelled).toBe(false);
     expect(again.batchesRun).toBe(10);
+  });
+
+  it("without a shared flag, cancel() arrives as a message when fit yields", async () => {
+    // The bare comlink API, as a caller without SharedArrayBuffer (a page that is not
+    // cross-origin isolated) sees it.
+    const worker = new Worker(workerScript);
+    const remote = Comlink.wrap<TrainWorkerApi>(nodeEndpoint(worker));
+    try {
+      await remote.create(SPEC, { seed: SEED });
+      let batches = 0;
+      let cancelled: Promise<boolean> | undefined;
+      const history = await remote.fit(
+        train.x.slice(),
+        train.y.slice(),
+        { epochs: 200, batchSize: 10 },
+        Comlink.proxy((e: TrainEvent) => {
+          if (e.type === "batch" && ++batches === 5) cancelled = remote.cancel();
+        }),
+      );
+      expect(await cancelled).toBe(true);
+      expect(history.cancelled).toBe(true);
+      expect(history.batchesRun).toBeLessThan(200 * 100);
+      expect(await remote.cancel()).toBe(false); // nothing running any more
+      expect((await remote.predict(test.x.slice(0, 784))).length).toBe(10);
+    } finally {
+      remote[Comlink.releaseProxy]();
+      await worker.terminate();
+    }
   });
 
   it("a bad spec, a call out of order or a bad input rejects with the worker's error", async () => {
