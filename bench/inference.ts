@@ -13,7 +13,8 @@
 //   TF.js   tf.tidy(() => model.predict(tf.tensor(x)).dataSync()), a tf.Sequential built from the
 //           folded ops (the same graph, not the unfolded training model).
 // Batch-1 latency: per-call median and p90 after a warm-up of a few hundred calls (the first calls
-// run in V8's baseline tier). Batch-64 throughput: median of several timed windows.
+// run in V8's baseline tier). Batch-64 throughput: median of several timed windows. The runtimes
+// take turns (rounds of calls, windows round-robin) so load changes on a shared machine hit all.
 import * as tf from "@tensorflow/tfjs";
 import type { EnnContent } from "../src/ennFormat.js";
 import { InferenceEngine } from "../src/engine.js";
@@ -215,21 +216,6 @@ export interface LatencyStats {
   runs: number;
 }
 
-async function latency(
-  call: (i: number) => unknown,
-  runs: number,
-  warmup: number,
-): Promise<LatencyStats> {
-  for (let i = 0; i < warmup; i++) await call(i);
-  const us: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await call(i);
-    us.push((performance.now() - t0) * 1000);
-  }
-  return { medianUs: quantile(us, 0.5), p90Us: quantile(us, 0.9), runs };
-}
-
 export interface ThroughputStats {
   /** median over the windows */
   samplesPerSecond: number;
@@ -238,33 +224,67 @@ export interface ThroughputStats {
   callsPerWindow: number;
 }
 
-async function throughput(
-  call: () => unknown,
+/** One runtime's two calls: batch-1 on sample i, and the batch-64 call. */
+interface Caller {
+  one: (i: number) => unknown;
+  batch: () => unknown;
+}
+
+/**
+ * Batch-1 latency of every caller, interleaved: `rounds` rounds, each runtime timing runs/rounds
+ * calls per round, so a change in the machine's load (it is shared) hits all runtimes alike.
+ */
+async function latencies(
+  callers: Caller[],
+  runs: number,
+  warmup: number,
+  rounds = 10,
+): Promise<LatencyStats[]> {
+  for (const c of callers) for (let i = 0; i < warmup; i++) await c.one(i);
+  const us = callers.map(() => [] as number[]);
+  const per = Math.ceil(runs / rounds);
+  for (let r = 0; r < rounds; r++)
+    for (let k = 0; k < callers.length; k++)
+      for (let i = 0; i < per; i++) {
+        const t0 = performance.now();
+        await callers[k].one(r * per + i);
+        us[k].push((performance.now() - t0) * 1000);
+      }
+  return us.map((u) => ({ medianUs: quantile(u, 0.5), p90Us: quantile(u, 0.9), runs: u.length }));
+}
+
+/** Batch throughput of every caller: timed windows (>= ~100 ms each) taken round-robin. */
+async function throughputs(
+  callers: Caller[],
   batch: number,
   windows: number,
   warmup: number,
-): Promise<ThroughputStats> {
-  for (let i = 0; i < warmup; i++) await call();
-  // Windows of >= ~100 ms each.
-  let calls = 1;
-  for (;;) {
-    const t0 = performance.now();
-    for (let i = 0; i < calls; i++) await call();
-    if (performance.now() - t0 >= 100 || calls >= 1 << 14) break;
-    calls *= 2;
+): Promise<ThroughputStats[]> {
+  const calls: number[] = [];
+  for (const c of callers) {
+    for (let i = 0; i < warmup; i++) await c.batch();
+    let n = 1;
+    for (;;) {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) await c.batch();
+      if (performance.now() - t0 >= 100 || n >= 1 << 14) break;
+      n *= 2;
+    }
+    calls.push(n);
   }
-  const rates: number[] = [];
-  for (let w = 0; w < windows; w++) {
-    const t0 = performance.now();
-    for (let i = 0; i < calls; i++) await call();
-    rates.push((calls * batch * 1000) / (performance.now() - t0));
-  }
-  return {
-    samplesPerSecond: quantile(rates, 0.5),
-    bestSamplesPerSecond: Math.max(...rates),
+  const rates = callers.map(() => [] as number[]);
+  for (let w = 0; w < windows; w++)
+    for (let k = 0; k < callers.length; k++) {
+      const t0 = performance.now();
+      for (let i = 0; i < calls[k]; i++) await callers[k].batch();
+      rates[k].push((calls[k] * batch * 1000) / (performance.now() - t0));
+    }
+  return rates.map((r, k) => ({
+    samplesPerSecond: quantile(r, 0.5),
+    bestSamplesPerSecond: Math.max(...r),
     windows,
-    callsPerWindow: calls,
-  };
+    callsPerWindow: calls[k],
+  }));
 }
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -305,7 +325,10 @@ export async function runInferenceBench(
 ): Promise<InferenceResult[]> {
   const quick = options.quick ?? false;
   const { test } = await readIdxDataset(defaultDataDir());
-  await useTfjsWasm();
+  const tfEnv = await useTfjsWasm();
+  console.log(
+    `  TF.js wasm: SIMD ${tfEnv.simd}, threads ${tfEnv.threads}; ORT: numThreads 1, SIMD on (ort-wasm-simd-threaded.wasm)`,
+  );
   const out: InferenceResult[] = [];
   for (const name of options.models ?? ["mlp", "cnn"]) {
     const bm = benchModel(name);
@@ -343,28 +366,29 @@ export async function runInferenceBench(
     const warm = quick ? 50 : name === "mlp" ? 500 : 200;
     const windows = quick ? 3 : 7;
     const w64 = quick ? 3 : 20;
-    const callers: [RuntimeRow["runtime"], (i: number) => unknown, () => unknown][] = [
-      ["edgenn", (i) => engine.predict(samples[i & 63], 1), () => engine.predict(x64, B)],
-      [
-        "ort",
-        (i) => ortPredict(session, samples[i & 63], shape1),
-        () => ortPredict(session, x64, shape64),
-      ],
-      [
-        "tfjs",
-        (i) => tfjsPredict(tfm, samples[i & 63], shape1),
-        () => tfjsPredict(tfm, x64, shape64),
-      ],
+    const runtimes: RuntimeRow["runtime"][] = ["edgenn", "ort", "tfjs"];
+    const callers: Caller[] = [
+      { one: (i) => engine.predict(samples[i & 63], 1), batch: () => engine.predict(x64, B) },
+      {
+        one: (i) => ortPredict(session, samples[i & 63], shape1),
+        batch: () => ortPredict(session, x64, shape64),
+      },
+      {
+        one: (i) => tfjsPredict(tfm, samples[i & 63], shape1),
+        batch: () => tfjsPredict(tfm, x64, shape64),
+      },
     ];
-    const rows: RuntimeRow[] = [];
-    for (const [runtime, one, batch] of callers) {
-      const batch1 = await latency(one, runs, warm);
-      const batch64 = await throughput(batch, B, windows, w64);
-      rows.push({ runtime, batch1, batch64 });
+    const lat = await latencies(callers, runs, warm);
+    const thr = await throughputs(callers, B, windows, w64);
+    const rows: RuntimeRow[] = runtimes.map((runtime, k) => ({
+      runtime,
+      batch1: lat[k],
+      batch64: thr[k],
+    }));
+    for (const { runtime, batch1, batch64 } of rows)
       console.log(
-        `  ${name} ${runtime}: batch 1 median ${batch1.medianUs.toFixed(1)} us, p90 ${batch1.p90Us.toFixed(1)} us; batch 64 ${Math.round(batch64.samplesPerSecond)} samples/s`,
+        `  ${name} ${runtime}: batch 1 median ${batch1.medianUs.toFixed(1)} us, p90 ${batch1.p90Us.toFixed(1)} us; batch 64 ${Math.round(batch64.samplesPerSecond)} samples/s (best window ${Math.round(batch64.bestSamplesPerSecond)})`,
       );
-    }
     const [e, o, t] = rows;
     out.push({
       model: name,
