@@ -11,6 +11,8 @@
 // xp is image n zero-padded to Hp = (OH-1)*SH + KH rows and Wp = (OW-1)*SW + KW columns, so every
 // window lies inside it and tap (kh, kw, c) of the window at xp-pixel p is at p + (kh*Wp + kw)*C + c.
 
+import { Isa } from "./isa";
+
 /** Floats of the padded image copy beyond which the implicit path is not used (1 MB of scratch). */
 const MAX_PADDED_FLOATS: i32 = 1 << 18;
 
@@ -229,17 +231,17 @@ export function implicitForward(
             const b0 = v128.load(b);
             const b1 = v128.load(b, 16);
             let av = v128.load32_splat(p0 + o);
-            c00 = f32x4.add(c00, f32x4.mul(av, b0));
-            c01 = f32x4.add(c01, f32x4.mul(av, b1));
+            c00 = Isa.madd(av, b0, c00);
+            c01 = Isa.madd(av, b1, c01);
             av = v128.load32_splat(p1 + o);
-            c10 = f32x4.add(c10, f32x4.mul(av, b0));
-            c11 = f32x4.add(c11, f32x4.mul(av, b1));
+            c10 = Isa.madd(av, b0, c10);
+            c11 = Isa.madd(av, b1, c11);
             av = v128.load32_splat(p2 + o);
-            c20 = f32x4.add(c20, f32x4.mul(av, b0));
-            c21 = f32x4.add(c21, f32x4.mul(av, b1));
+            c20 = Isa.madd(av, b0, c20);
+            c21 = Isa.madd(av, b1, c21);
             av = v128.load32_splat(p3 + o);
-            c30 = f32x4.add(c30, f32x4.mul(av, b0));
-            c31 = f32x4.add(c31, f32x4.mul(av, b1));
+            c30 = Isa.madd(av, b0, c30);
+            c31 = Isa.madd(av, b1, c31);
             o += 4;
             b += 32;
           }
@@ -323,17 +325,17 @@ export function implicitBackwardFilter(
             const b0 = v128.load(b);
             const b1 = v128.load(b, 16);
             let av = v128.load32_splat(a0 + o);
-            c00 = f32x4.add(c00, f32x4.mul(av, b0));
-            c01 = f32x4.add(c01, f32x4.mul(av, b1));
+            c00 = Isa.madd(av, b0, c00);
+            c01 = Isa.madd(av, b1, c01);
             av = v128.load32_splat(a1 + o);
-            c10 = f32x4.add(c10, f32x4.mul(av, b0));
-            c11 = f32x4.add(c11, f32x4.mul(av, b1));
+            c10 = Isa.madd(av, b0, c10);
+            c11 = Isa.madd(av, b1, c11);
             av = v128.load32_splat(a2 + o);
-            c20 = f32x4.add(c20, f32x4.mul(av, b0));
-            c21 = f32x4.add(c21, f32x4.mul(av, b1));
+            c20 = Isa.madd(av, b0, c20);
+            c21 = Isa.madd(av, b1, c21);
             av = v128.load32_splat(a3 + o);
-            c30 = f32x4.add(c30, f32x4.mul(av, b0));
-            c31 = f32x4.add(c31, f32x4.mul(av, b1));
+            c30 = Isa.madd(av, b0, c30);
+            c31 = Isa.madd(av, b1, c31);
             o += pixStep;
             b += dyStep;
           }

@@ -9,8 +9,9 @@
 //       for each B panel, for each A panel: the 4x8 micro-kernel.
 // The 4x8 tile keeps 8 f32x4 accumulators + 2 B vectors + 1 A splat in registers; a 6x8 tile needs
 // 15 and V8 spills, halving the speed. Packing makes every transpose pattern read contiguous
-// memory in the micro-kernel, so NT and TN run near NN speed. WASM SIMD has no FMA (that is
-// relaxed-simd), so each step is a mul and an add: 16 flops per f32x4 pair.
+// memory in the micro-kernel, so NT and TN run near NN speed. WASM SIMD has no FMA, so each step
+// is a mul and an add: 16 flops per f32x4 pair. The relaxed-SIMD build (isa.ts) makes each
+// Isa.madd one relaxed_madd (an FMA where the CPU has one) from this same source.
 //
 // Bias, accumulate and the clamp are applied in the store of the last K slice (fused epilogue):
 // a folded Dense + ReLU is one call. Earlier slices store raw partial sums into C.
@@ -20,6 +21,8 @@
 //
 // On the development machine (AMD EPYC Zen 3, Node 20) the mul+add peak of one core is
 // ~36 GFLOP/s (simd_peak_f32); the packed path reaches ~30-35 GFLOP/s at 64x256x784.
+
+import { Isa } from "./isa";
 
 /** k-depth of a packed slice: the B micro-panel (kc x 8 floats = 8 KB) stays in L1 across A panels. */
 const KC: i32 = 256;
@@ -262,17 +265,17 @@ function macroKernel(
         const b0 = v128.load(b);
         const b1 = v128.load(b, 16);
         let av = v128.load32_splat(a);
-        c00 = f32x4.add(c00, f32x4.mul(av, b0));
-        c01 = f32x4.add(c01, f32x4.mul(av, b1));
+        c00 = Isa.madd(av, b0, c00);
+        c01 = Isa.madd(av, b1, c01);
         av = v128.load32_splat(a, 4);
-        c10 = f32x4.add(c10, f32x4.mul(av, b0));
-        c11 = f32x4.add(c11, f32x4.mul(av, b1));
+        c10 = Isa.madd(av, b0, c10);
+        c11 = Isa.madd(av, b1, c11);
         av = v128.load32_splat(a, 8);
-        c20 = f32x4.add(c20, f32x4.mul(av, b0));
-        c21 = f32x4.add(c21, f32x4.mul(av, b1));
+        c20 = Isa.madd(av, b0, c20);
+        c21 = Isa.madd(av, b1, c21);
         av = v128.load32_splat(a, 12);
-        c30 = f32x4.add(c30, f32x4.mul(av, b0));
-        c31 = f32x4.add(c31, f32x4.mul(av, b1));
+        c30 = Isa.madd(av, b0, c30);
+        c31 = Isa.madd(av, b1, c31);
         a += 16;
         b += bStep;
       }
@@ -370,14 +373,14 @@ function gemmRows(
       let b = B + ((<usize>j0) << 2);
       while (a < aEnd) {
         const av = v128.load32_splat(a);
-        x0 = f32x4.add(x0, f32x4.mul(av, v128.load(b)));
-        x1 = f32x4.add(x1, f32x4.mul(av, v128.load(b, 16)));
-        x2 = f32x4.add(x2, f32x4.mul(av, v128.load(b, 32)));
-        x3 = f32x4.add(x3, f32x4.mul(av, v128.load(b, 48)));
-        x4 = f32x4.add(x4, f32x4.mul(av, v128.load(b, 64)));
-        x5 = f32x4.add(x5, f32x4.mul(av, v128.load(b, 80)));
-        x6 = f32x4.add(x6, f32x4.mul(av, v128.load(b, 96)));
-        x7 = f32x4.add(x7, f32x4.mul(av, v128.load(b, 112)));
+        x0 = Isa.madd(av, v128.load(b), x0);
+        x1 = Isa.madd(av, v128.load(b, 16), x1);
+        x2 = Isa.madd(av, v128.load(b, 32), x2);
+        x3 = Isa.madd(av, v128.load(b, 48), x3);
+        x4 = Isa.madd(av, v128.load(b, 64), x4);
+        x5 = Isa.madd(av, v128.load(b, 80), x5);
+        x6 = Isa.madd(av, v128.load(b, 96), x6);
+        x7 = Isa.madd(av, v128.load(b, 112), x7);
         a += aStep;
         b += bStep;
       }
@@ -397,7 +400,7 @@ function gemmRows(
       let a = aRow;
       let b = B + ((<usize>j0) << 2);
       while (a < aEnd) {
-        x0 = f32x4.add(x0, f32x4.mul(v128.load32_splat(a), v128.load(b)));
+        x0 = Isa.madd(v128.load32_splat(a), v128.load(b), x0);
         a += aStep;
         b += bStep;
       }
@@ -588,6 +591,52 @@ export function simd_peak_f32(iters: i32, m: f32, a: f32): f32 {
     x9 = f32x4.add(f32x4.mul(x9, vm), va);
     x10 = f32x4.add(f32x4.mul(x10, vm), va);
     x11 = f32x4.add(f32x4.mul(x11, vm), va);
+  }
+  const s = f32x4.add(
+    f32x4.add(f32x4.add(f32x4.add(x0, x1), f32x4.add(x2, x3)), f32x4.add(x4, x5)),
+    f32x4.add(f32x4.add(f32x4.add(x6, x7), f32x4.add(x8, x9)), f32x4.add(x10, x11)),
+  );
+  return (
+    f32x4.extract_lane(s, 0) +
+    f32x4.extract_lane(s, 1) +
+    f32x4.extract_lane(s, 2) +
+    f32x4.extract_lane(s, 3)
+  );
+}
+
+/**
+ * simd_peak_f32 with each acc*m + a as one Isa.madd: the same mul+add in the baseline build, one
+ * relaxed_madd (FMA) per chain step in the relaxed build: the peak its GEMM should be compared to.
+ * 12 chains also cover the 4-cycle FMA latency on 2 FMA pipes. 96 flops per iteration.
+ */
+export function simd_peak_madd_f32(iters: i32, m: f32, a: f32): f32 {
+  const vm = f32x4.splat(m);
+  const va = f32x4.splat(a);
+  let x0 = f32x4.splat(1);
+  let x1 = f32x4.splat(2);
+  let x2 = f32x4.splat(3);
+  let x3 = f32x4.splat(4);
+  let x4 = f32x4.splat(5);
+  let x5 = f32x4.splat(6);
+  let x6 = f32x4.splat(7);
+  let x7 = f32x4.splat(8);
+  let x8 = f32x4.splat(9);
+  let x9 = f32x4.splat(10);
+  let x10 = f32x4.splat(11);
+  let x11 = f32x4.splat(12);
+  for (let i = 0; i < iters; i++) {
+    x0 = Isa.madd(x0, vm, va);
+    x1 = Isa.madd(x1, vm, va);
+    x2 = Isa.madd(x2, vm, va);
+    x3 = Isa.madd(x3, vm, va);
+    x4 = Isa.madd(x4, vm, va);
+    x5 = Isa.madd(x5, vm, va);
+    x6 = Isa.madd(x6, vm, va);
+    x7 = Isa.madd(x7, vm, va);
+    x8 = Isa.madd(x8, vm, va);
+    x9 = Isa.madd(x9, vm, va);
+    x10 = Isa.madd(x10, vm, va);
+    x11 = Isa.madd(x11, vm, va);
   }
   const s = f32x4.add(
     f32x4.add(f32x4.add(f32x4.add(x0, x1), f32x4.add(x2, x3)), f32x4.add(x4, x5)),

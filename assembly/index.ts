@@ -10,3 +10,4 @@ export * from "./dropout";
 export * from "./pool";
 export * from "./loss";
 export * from "./optimizers";
+export { kernel_isa } from "./isa";
