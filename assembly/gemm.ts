@@ -418,7 +418,7 @@ function gemmRows(
       let a = aRow;
       let b = B + ((<usize>j0) << 2);
       while (a < aEnd) {
-        sum += load<f32>(a) * load<f32>(b);
+        sum = Isa.maddScalar(load<f32>(a), load<f32>(b), sum);
         a += aStep;
         b += bStep;
       }

@@ -20,6 +20,21 @@ export class Isa {
     if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
     return f32x4.add(c, f32x4.mul(a, b));
   }
+
+  /**
+   * Scalar a*b + c rounded as Isa.madd rounds each lane (WASM has no scalar FMA, so the relaxed
+   * build runs it in lane 0 of a vector). Scalar column tails use it so that an output does not
+   * depend on whether its column fell in a vector or in the tail: the engine promises each sample's
+   * output is independent of the batch it runs in, and batch size decides the GEMM path.
+   */
+  @inline static maddScalar(a: f32, b: f32, c: f32): f32 {
+    if (ASC_FEATURE_RELAXED_SIMD)
+      return f32x4.extract_lane(
+        f32x4.relaxed_madd(f32x4.splat(a), f32x4.splat(b), f32x4.splat(c)),
+        0,
+      );
+    return c + a * b;
+  }
 }
 
 /** 1 in the relaxed-SIMD build, 0 in the baseline: lets the host check which module it loaded. */

@@ -7,6 +7,69 @@ import type { KernelAbi, KernelName, Ptr } from "./kernelAbi.js";
 
 const PAGE = 65536;
 
+/**
+ * The two kernel builds (assembly/isa.ts): "baseline" is WASM SIMD and runs wherever SIMD does;
+ * "relaxed" adds relaxed SIMD (f32x4.relaxed_madd, an FMA on x86 with FMA3 and on ARM64) and runs
+ * in Chromium, workerd and Node >= 22 (Node 20 only with --experimental-wasm-relaxed-simd).
+ */
+export type KernelIsa = "baseline" | "relaxed";
+
+/** File name of each build in build/ (and in the package's `build` folder). */
+export const KERNEL_FILES: Readonly<Record<KernelIsa, string>> = {
+  baseline: "edgenn.wasm",
+  relaxed: "edgenn.relaxed.wasm",
+};
+
+/**
+ * A 49-byte module whose one function is f32x4.relaxed_madd of three f32x4.splat(0.0): the
+ * instruction the relaxed build uses. Hand-assembled so the check costs no fetch of the 57 KB
+ * kernel module; WebAssembly.validate only decodes, nothing runs.
+ */
+const RELAXED_MADD_PROBE = (() => {
+  const splat0 = [0x43, 0, 0, 0, 0, 0xfd, 0x13]; // f32.const 0; f32x4.splat
+  const body = [0x00, ...splat0, ...splat0, ...splat0, 0xfd, 0x85, 0x02, 0x0b]; // no locals; relaxed_madd; end
+  return new Uint8Array([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // "\0asm", version 1
+    ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b], // type section: () -> v128
+    ...[0x03, 0x02, 0x01, 0x00], // function section: one function of type 0
+    ...[0x0a, body.length + 2, 0x01, body.length, ...body], // code section
+  ]);
+})();
+
+/** Whether this runtime compiles relaxed SIMD (so the relaxed kernel build would load). */
+export function supportsRelaxedSimd(
+  validate: (bytes: BufferSource) => boolean = (b) => WebAssembly.validate(b),
+): boolean {
+  try {
+    return validate(RELAXED_MADD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The kernel build to load: `request` "baseline" or "relaxed" forces one (tests, benchmarks:
+ * Node reads it from EDGENN_ISA); empty or "auto" picks relaxed where the runtime validates it and
+ * the baseline otherwise. Forcing "relaxed" where it cannot run fails here, with the fix, rather
+ * than as a CompileError from the module.
+ */
+export function pickKernelIsa(
+  request?: string,
+  supported: () => boolean = supportsRelaxedSimd,
+): KernelIsa {
+  const r = (request ?? "").trim().toLowerCase();
+  if (r === "baseline") return "baseline";
+  if (r === "relaxed") {
+    if (!supported())
+      throw new Error(
+        "edgenn: the relaxed-SIMD kernels were requested (EDGENN_ISA=relaxed) but this runtime does not support relaxed SIMD; on Node 20 run node --experimental-wasm-relaxed-simd, or use EDGENN_ISA=baseline",
+      );
+    return "relaxed";
+  }
+  if (r === "" || r === "auto") return supported() ? "relaxed" : "baseline";
+  throw new Error(`edgenn: unknown kernel ISA "${request}"; use baseline, relaxed or auto`);
+}
+
 export class Kernels {
   readonly abi: KernelAbi;
   readonly memory: WebAssembly.Memory;
@@ -55,6 +118,12 @@ export class Kernels {
   static loadSync(source: WebAssembly.Module | BufferSource): Kernels {
     const module = source instanceof WebAssembly.Module ? source : new WebAssembly.Module(source);
     return new Kernels(new WebAssembly.Instance(module, {}));
+  }
+
+  /** Which build this instance runs (its kernel_isa export; builds before it had only the baseline). */
+  get isa(): KernelIsa {
+    const f = (this.abi as unknown as { kernel_isa?: () => number }).kernel_isa;
+    return f?.() === 1 ? "relaxed" : "baseline";
   }
 
   /** First byte the host may plan into. */
