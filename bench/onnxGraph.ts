@@ -44,6 +44,7 @@ class GraphBuilder {
     return name;
   }
 
+  /** Number arrays are INTS, numbers INT, except `alpha`, ONNX's one FLOAT attribute used here. */
   node(opType: string, inputs: string[], attrs: Record<string, number | number[]> = {}): string {
     const out = this.name(opType.toLowerCase());
     const attribute = Object.entries(attrs).map(([name, v]) =>
@@ -116,7 +117,7 @@ function activation(g: GraphBuilder, x: string, a: string, alpha?: number): stri
   }
 }
 
-/** Error for ops the baseline cannot express (int8 kernels: we compare f32 graphs). */
+/** The baseline compares f32 graphs: an int8 export has no ONNX twin here. */
 function f32Tensor(content: EnnContent, i: number): Float32Array {
   const d = content.tensors[i].data;
   if (!(d instanceof Float32Array))
