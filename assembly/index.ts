@@ -11,3 +11,4 @@ export * from "./pool";
 export * from "./loss";
 export * from "./optimizers";
 export { kernel_isa } from "./isa";
+export * from "./checks";

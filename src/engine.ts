@@ -15,6 +15,7 @@ import {
   ModelFormatError,
   type ActivationName,
   type EnnLimits,
+  type FileChecks,
   type EnnModel,
   type EnnOp,
   type InputNormalization,
@@ -71,15 +72,15 @@ export class InferenceEngine {
 
   static async load(source: EngineSource, options: EngineOptions = {}): Promise<InferenceEngine> {
     const { bytes, kernels } = splitSource(source, options);
-    const model = readEnn(bytes, { limits: options.limits });
     const k = kernels instanceof Kernels ? kernels : await Kernels.load(kernels);
+    const model = readEnn(bytes, { limits: options.limits, checks: kernelFileChecks(k) });
     return new InferenceEngine(k, model, options);
   }
 
   static loadSync(source: EngineSource, options: EngineOptions = {}): InferenceEngine {
     const { bytes, kernels } = splitSource(source, options);
-    const model = readEnn(bytes, { limits: options.limits });
     const k = kernels instanceof Kernels ? kernels : Kernels.loadSync(kernels);
+    const model = readEnn(bytes, { limits: options.limits, checks: kernelFileChecks(k) });
     return new InferenceEngine(k, model, options);
   }
 
@@ -417,6 +418,27 @@ function opScratch(k: KernelAbi, op: EnnOp, inShape: number[], B: number): numbe
 }
 
 /** Writes one sample (flat, or nested exactly to `shape`) into out at `at`; checks every value. */
+/**
+ * The model file's CRC and finite-value checks run by the kernels, in the memory the engine is
+ * about to plan (its arena starts at heapBase and overwrites this scratch use afterwards).
+ */
+export function kernelFileChecks(k: Kernels): FileChecks {
+  return {
+    crc32(bytes, start, end) {
+      const p = k.heapBase;
+      k.ensure(p + (end - start));
+      k.u8.set(bytes.subarray(start, end), p);
+      return k.abi.crc32_u8(p, end - start) >>> 0;
+    },
+    firstNonFinite(data) {
+      const p = k.heapBase;
+      k.ensure(p + data.length * 4);
+      k.f32.set(data, p >>> 2);
+      return k.abi.first_nonfinite_f32(p, data.length);
+    },
+  };
+}
+
 export function flattenSample(
   sample: unknown,
   shape: readonly number[],

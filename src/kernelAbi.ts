@@ -25,6 +25,12 @@ export interface KernelAbi {
   /** dst[0..n) *= s. */
   scale_f32(n: number, dst: Ptr, s: number): void;
 
+  // assembly/checks.ts — model-file integrity checks on the cold-start path.
+  /** CRC-32 (zlib's) of the bytes [ptr, ptr+n). */
+  crc32_u8(ptr: Ptr, n: number): number;
+  /** Index of the first NaN/Infinity in x[0..n), or -1. */
+  first_nonfinite_f32(x: Ptr, n: number): number;
+
   // assembly/gemm.ts
   /** Bytes of scratch (packing buffers) gemm_f32 needs for an M x N x K product. */
   gemm_scratch_bytes(M: number, N: number, K: number): number;

@@ -22,3 +22,34 @@ describe("crc32 (slicing-by-8)", () => {
       }
   });
 });
+
+describe("model-file checks in WASM (engine cold-start path)", () => {
+  it("crc32_u8 and first_nonfinite_f32 agree with the JS versions", async () => {
+    const { loadKernels } = await import("../src/node/loadKernels.js");
+    const { kernelFileChecks } = await import("../src/engine.js");
+    const k = loadKernels();
+    const checks = kernelFileChecks(k);
+    const rng = new Rng(5);
+    const data = new Uint8Array(100_003).map(() => rng.nextU32() & 0xff);
+    for (const [s, e] of [
+      [0, 0],
+      [0, 1],
+      [3, 17],
+      [0, 100_003],
+      [7, 99_999],
+    ])
+      expect(checks.crc32(data, s, e)).toBe(crc32(data, s, e));
+    for (const n of [0, 1, 15, 16, 17, 64, 1001]) {
+      const f = new Float32Array(n).map(() => rng.next() * 2e38 - 1e38);
+      expect(checks.firstNonFinite(f)).toBe(-1);
+      for (const bad of [NaN, Infinity, -Infinity])
+        for (const at of [0, n >> 1, n - 1]) {
+          if (n === 0) continue;
+          const g = f.slice();
+          g[at] = bad;
+          if (at > 0) g[at - 1] = 3.4e38; // finite extremes stay finite
+          expect(checks.firstNonFinite(g)).toBe(at);
+        }
+    }
+  });
+});
