@@ -6,7 +6,7 @@
 // bench/results/<timestamp>.json.
 //
 // Options: --quick (fewer epochs/batches/runs/spawns, for a smoke run),
-// --only mlp|cnn|gemm|inference|cold|size.
+// --only mlp|cnn|parallel|gemm|inference|cold|size.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,9 @@ import { tfjsTrainThroughput, useTfjsWasm } from "./tfjsBaseline.js";
 import { printBundleSizeTable, runBundleSizeBench } from "./bundleSize.js";
 import { printColdStartTable, runColdStartBench } from "./coldStart.js";
 import { printInferenceTable, runInferenceBench } from "./inference.js";
+import { runParallelBench } from "./parallel.js";
+import { InferenceEngine, engineAccuracy } from "../src/engine.js";
+import { exportModel } from "../src/export.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -35,6 +38,8 @@ interface TrainRow {
   samplesPerSecond: number;
   epochSeconds: number[];
   testAccuracy: number;
+  exportedF32Accuracy: number;
+  exportedInt8Accuracy: number;
   tfjsSamplesPerSecond?: number;
   ratio?: number;
   target: { samplesPerSecond: number; testAccuracy: number };
@@ -89,6 +94,20 @@ async function main(): Promise<void> {
       },
     });
     const ev = evaluate(model, test.x, test.y);
+    // Deployment check: the exported file (BN folded, dropout gone) in f32 and int8.
+    const f32Acc = engineAccuracy(
+      InferenceEngine.loadSync(exportModel(model).bytes),
+      test.x,
+      test.y,
+    );
+    const int8Acc = engineAccuracy(
+      InferenceEngine.loadSync(exportModel(model, { int8: true }).bytes),
+      test.x,
+      test.y,
+    );
+    console.log(
+      `  ${r.name} exported: f32 ${f32Acc.toFixed(4)}, int8 ${int8Acc.toFixed(4)} (int8 costs ${((f32Acc - int8Acc) * 100).toFixed(2)} points; target <= 0.5 for the cnn)`,
+    );
     const total = epochSeconds.reduce((a, b) => a + b, 0);
     const row: TrainRow = {
       model: r.name,
@@ -96,6 +115,8 @@ async function main(): Promise<void> {
       samplesPerSecond: (train.count * r.epochs) / total,
       epochSeconds,
       testAccuracy: ev.accuracy,
+      exportedF32Accuracy: f32Acc,
+      exportedInt8Accuracy: int8Acc,
       target: r.target,
     };
     const tf = await tfjsTrainThroughput(r.spec, train.x, train.y, 64, r.tfBatches);
@@ -116,6 +137,9 @@ async function main(): Promise<void> {
         `${r.model} | ${r.epochs} | ${Math.round(r.samplesPerSecond)} | ${Math.round(r.tfjsSamplesPerSecond!)} | ${r.ratio!.toFixed(1)}x | ${r.testAccuracy.toFixed(4)} | >= ${r.target.samplesPerSecond}/s, >= ${r.target.testAccuracy}`,
       );
     results.training = rows;
+  }
+  if (!only || only === "parallel") {
+    results.parallel = await runParallelBench(train, { samples: quick ? 1280 : 12800 });
   }
   if (!only || only === "gemm") {
     try {
