@@ -25,7 +25,8 @@ import { printBundleSizeTable, runBundleSizeBench } from "./bundleSize.js";
 import { printColdStartTable, runColdStartBench } from "./coldStart.js";
 import { printInferenceTable, runInferenceBench } from "./inference.js";
 import { runParallelBench } from "./parallel.js";
-import { InferenceEngine, engineAccuracy } from "../src/engine.js";
+import { engineAccuracy } from "../src/engine.js";
+import { InferenceEngine } from "../src/node/engine.js";
 import { exportModel } from "../src/export.js";
 
 const args = process.argv.slice(2);
