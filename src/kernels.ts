@@ -25,7 +25,7 @@ export const KERNEL_FILES: Readonly<Record<KernelIsa, string>> = {
  * instruction the relaxed build uses. Hand-assembled so the check costs no fetch of the 57 KB
  * kernel module; WebAssembly.validate only decodes, nothing runs.
  */
-const RELAXED_MADD_PROBE = (() => {
+const RELAXED_MADD_PROBE = /* @__PURE__ */ (() => {
   const splat0 = [0x43, 0, 0, 0, 0, 0xfd, 0x13]; // f32.const 0; f32x4.splat
   const body = [0x00, ...splat0, ...splat0, ...splat0, 0xfd, 0x85, 0x02, 0x0b]; // no locals; relaxed_madd; end
   return new Uint8Array([
