@@ -144,10 +144,8 @@ async function main(): Promise<void> {
   }
   if (!only || only === "gemm") {
     try {
-      const gemm = (await import("./gemm.js")) as {
-        runGemmBench?: () => Promise<unknown> | unknown;
-      };
-      if (gemm.runGemmBench) results.kernels = await gemm.runGemmBench();
+      const { runGemmBench } = await import("./gemm.js");
+      results.kernels = await runGemmBench({ quick, train: !quick });
     } catch (e) {
       console.log(`kernel micro-benchmarks unavailable: ${(e as Error).message}`);
     }

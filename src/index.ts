@@ -1,5 +1,11 @@
 // edgenn: the platform-neutral API (no Node built-ins). Node conveniences: src/node/index.ts.
-export { Kernels } from "./kernels.js";
+export {
+  Kernels,
+  supportsRelaxedSimd,
+  pickKernelIsa,
+  KERNEL_FILES,
+  type KernelIsa,
+} from "./kernels.js";
 export type { KernelAbi, Ptr } from "./kernelAbi.js";
 export * from "./spec.js";
 export { Model, ModelError, type ModelOptions, type LossName, type BatchPlan } from "./model.js";

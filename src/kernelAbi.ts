@@ -14,6 +14,8 @@ export interface KernelAbi {
 
   // assembly/memory.ts
   heap_base(): Ptr;
+  /** 0 for the baseline SIMD build, 1 for the relaxed-SIMD (FMA) build (assembly/isa.ts). */
+  kernel_isa(): number;
   fill_f32(dst: Ptr, n: number, value: number): void;
   copy_f32(dst: Ptr, src: Ptr, n: number): void;
   /** dst[r, :] = src[idx[r], :] for r < rows; idx is i32. Fills a training batch from the dataset. */

@@ -16,6 +16,10 @@ import { lintLayerOrder } from "../src/lint.js";
 import { Model } from "../src/model.js";
 import { InferenceEngine } from "../src/node/engine.js";
 import { loadKernels } from "../src/node/loadKernels.js";
+
+// The page loads the baseline SIMD build; Node must use the same one for bit-identical results
+// (Node >= 22 would otherwise pick the relaxed-SIMD build by itself).
+process.env.EDGENN_ISA ??= "baseline";
 import { defaultDataDir, readIdxDataset } from "../src/node/readDataset.js";
 import { FASHION_LABELS } from "../src/referenceModels.js";
 import type { ModelSpec } from "../src/spec.js";

@@ -7,7 +7,13 @@ import { loadKernels } from "./loadKernels.js";
 import { readFileBytes, writeFileAtomic } from "./checkpointFile.js";
 
 export * from "../index.js";
-export { loadKernels, kernelModule, kernelWasmPath } from "./loadKernels.js";
+export {
+  loadKernels,
+  kernelModule,
+  kernelWasmPath,
+  kernelIsa,
+  kernelModulePath,
+} from "./loadKernels.js";
 export { writeFileAtomic, readFileBytes } from "./checkpointFile.js";
 export { loadEngineFile, readModelFile } from "./engine.js";
 export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve.js";
