@@ -119,6 +119,10 @@ export class Replica {
   private readonly stats: Float64Array;
   private readonly dataX: number;
   private readonly dataY: number;
+  /** [paramFloats] staging area in kernel memory for another replica's gradients. */
+  private readonly incoming: number;
+  /** slotViews[parity][rank]: views of the shared gradient slots, made once. */
+  private readonly slotViews: Float32Array[][];
 
   constructor(
     kernels: Kernels,
@@ -157,7 +161,14 @@ export class Replica {
     const k = this.model.kernels;
     this.dataX = (top + 63) & ~63;
     this.dataY = (this.dataX + N * shared.inputSize * 4 + 63) & ~63;
-    k.ensure(this.dataY + N * 4);
+    this.incoming = (this.dataY + N * 4 + 63) & ~63;
+    k.ensure(this.incoming + shared.paramFloats * 4);
+    const P = shared.paramFloats;
+    this.slotViews = [0, 1].map((parity) =>
+      Array.from({ length: shared.world }, (_, r) =>
+        this.grads.subarray((parity * shared.world + r) * P, (parity * shared.world + r + 1) * P),
+      ),
+    );
     k.f32.set(new Float32Array(shared.x), this.dataX >>> 2);
     k.i32.set(new Int32Array(shared.y), this.dataY >>> 2);
   }
@@ -182,6 +193,8 @@ export class Replica {
     const batches = Math.ceil(N / B);
     const correct = new Int32Array(1);
     const gradStart = (m.block.ptr + m.block.gradDelta) >>> 2;
+    // Kernel memory does not grow during an epoch, so this view stays valid.
+    const myGrads = k.f32.subarray(gradStart, gradStart + P);
     const t0 = performance.now();
     let lossSum = 0;
     let right = 0;
@@ -190,7 +203,6 @@ export class Replica {
       const b = Math.min(B, N - s);
       const { offset, rows } = shardOf(b, this.rank, world);
       const parity = bi & 1;
-      const mySlot = (parity * world + this.rank) * P;
       const st = parity * world * 2;
       if (rows > 0) {
         const p = m.plan(rows);
@@ -201,11 +213,11 @@ export class Replica {
         m.forwardTrain(p, rows);
         const loss = m.lossOf(p, rows, true, true, p.gradA, correct);
         m.backward(p, rows);
-        this.grads.set(k.f32.subarray(gradStart, gradStart + P), mySlot);
+        this.slotViews[parity][this.rank].set(myGrads);
         this.stats[st + this.rank * 2] = loss * rows;
         this.stats[st + this.rank * 2 + 1] = correct[0];
       } else {
-        this.grads.fill(0, mySlot, mySlot + P);
+        this.slotViews[parity][this.rank].fill(0);
         this.stats[st + this.rank * 2] = 0;
         this.stats[st + this.rank * 2 + 1] = 0;
       }
@@ -224,14 +236,16 @@ export class Replica {
         );
       }
       lossSum += batchLoss;
+      // The sum runs in WASM (SIMD): slot r is staged into kernel memory, scaled by its share of
+      // the batch and added, always in rank order.
+      const gradPtr = gradStart << 2;
       const f = k.f32;
-      const base = parity * world * P;
-      const w0 = shardOf(b, 0, world).rows / b;
-      for (let i = 0; i < P; i++) f[gradStart + i] = w0 * this.grads[base + i];
+      f.set(this.slotViews[parity][0], gradStart);
+      abi.scale_f32(P, gradPtr, shardOf(b, 0, world).rows / b);
       for (let r = 1; r < world; r++) {
-        const w = shardOf(b, r, world).rows / b;
-        const o = base + r * P;
-        for (let i = 0; i < P; i++) f[gradStart + i] += w * this.grads[o + i];
+        f.set(this.slotViews[parity][r], this.incoming >>> 2);
+        abi.scale_f32(P, this.incoming, shardOf(b, r, world).rows / b);
+        abi.add_f32(P, gradPtr, this.incoming);
       }
       m.applyGradients();
       // Slots are double-buffered by batch parity, so the next batch may write while slower
