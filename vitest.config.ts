@@ -4,6 +4,10 @@ import { defineConfig } from "vitest/config";
 // configured in vitest.workers.config.ts, which must stay at the package root).
 export default defineConfig({
   test: {
+    // Under CI a JSON report too, from which .ci/run prints a plain "N passed, N failed" line.
+    reporters: process.env.CI
+      ? ["default", ["json", { outputFile: "test-results/vitest.json" }]]
+      : ["default"],
     projects: [
       {
         test: {
