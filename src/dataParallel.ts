@@ -89,6 +89,9 @@ function barrier(ctl: Int32Array, world: number): void {
     Atomics.add(ctl, GEN, 1);
     Atomics.notify(ctl, GEN);
   } else {
+    // Spin briefly before sleeping: replicas usually arrive within a fraction of a millisecond of
+    // each other, and a sleeping thread (a descheduled vCPU) takes far longer to wake.
+    for (let spin = 0; spin < 20000 && Atomics.load(ctl, GEN) === gen; spin++);
     while (Atomics.load(ctl, GEN) === gen) {
       if (Atomics.load(ctl, ABORT) !== 0)
         throw new Error("edgenn: another replica failed; stopping");
