@@ -147,10 +147,11 @@ function parse(bytes: Uint8Array): { header: CheckpointHeader; dataStart: number
 export function restoreCheckpoint(model: Model, bytes: Uint8Array): void {
   const { header, dataStart, view } = parse(bytes);
   const mine = JSON.stringify(model.spec);
-  const theirs = JSON.stringify(resolveSpecSafe(header.spec));
+  const theirSpec = resolveSpecSafe(header.spec);
+  const theirs = JSON.stringify(theirSpec);
   if (mine !== theirs)
     throw new CheckpointError(
-      `checkpoint is for a different model: ${describeSpecDiff(model.spec, header.spec)}`,
+      `checkpoint is for a different model: ${describeSpecDiff(model.spec, theirSpec)}`,
     );
   const dataEnd = bytes.length - 4;
   const byName = new Map(header.tensors.map((t) => [t.name, t]));
@@ -209,6 +210,7 @@ function resolveSpecSafe(spec: ModelSpec): ModelSpec {
   }
 }
 
+/** Where two canonical (defaults filled) specs differ: `b` is the checkpoint's. */
 function describeSpecDiff(a: ModelSpec, b: ModelSpec): string {
   if (JSON.stringify(a.inputShape) !== JSON.stringify(b.inputShape))
     return `input shape [${b.inputShape}] in the checkpoint, [${a.inputShape}] here`;
@@ -216,7 +218,7 @@ function describeSpecDiff(a: ModelSpec, b: ModelSpec): string {
     return `${b.layers.length} layers in the checkpoint, ${a.layers.length} here`;
   for (let i = 0; i < a.layers.length; i++) {
     const x = JSON.stringify(a.layers[i]);
-    const y = JSON.stringify(resolveSpecSafe(b).layers[i]);
+    const y = JSON.stringify(b.layers[i]);
     if (x !== y) return `layer ${i} is ${y} in the checkpoint but ${x} here`;
   }
   return "the labels differ";

@@ -161,7 +161,7 @@ export async function runTrain(a: TrainArgs, out: Out = defaultOut): Promise<Tra
   let trainedSamples = 0;
   let trainedSeconds = 0;
   let lastDraw = 0;
-  const history = await fit(model, data.train.x, data.train.y, {
+  await fit(model, data.train.x, data.train.y, {
     epochs: a.epochs,
     batchSize: a.batchSize,
     onBatchEnd:
@@ -189,7 +189,6 @@ export async function runTrain(a: TrainArgs, out: Out = defaultOut): Promise<Tra
       }
     },
   });
-  void history;
   const test = evaluate(model, data.test.x, data.test.y);
   const samplesPerSecond = trainedSeconds > 0 ? trainedSamples / trainedSeconds : 0;
   if (a.json)

@@ -155,25 +155,27 @@ export class Replica {
     // Plan every shard size, then copy the data set above the largest plan, once.
     const B = batchSize;
     const N = shared.samples;
-    let top = 0;
+    const shardSizes: number[] = [];
     for (const b of new Set([B, N % B || B]))
       for (let r = 0; r < shared.world; r++) {
         const rows = shardOf(b, r, shared.world).rows;
-        if (rows > 0) top = Math.max(top, this.model.plan(rows).end);
+        if (rows > 0) shardSizes.push(rows);
       }
-    const k = this.model.kernels;
-    this.dataX = (top + 63) & ~63;
-    this.dataY = (this.dataX + N * shared.inputSize * 4 + 63) & ~63;
-    this.incoming = (this.dataY + N * 4 + 63) & ~63;
-    k.ensure(this.incoming + shared.paramFloats * 4);
+    const placed = this.model.placeData(
+      shardSizes,
+      new Float32Array(shared.x),
+      new Int32Array(shared.y),
+      shared.paramFloats * 4,
+    );
+    this.dataX = placed.x;
+    this.dataY = placed.y;
+    this.incoming = placed.extra;
     const P = shared.paramFloats;
     this.slotViews = [0, 1].map((parity) =>
       Array.from({ length: shared.world }, (_, r) =>
         this.grads.subarray((parity * shared.world + r) * P, (parity * shared.world + r + 1) * P),
       ),
     );
-    k.f32.set(new Float32Array(shared.x), this.dataX >>> 2);
-    k.i32.set(new Int32Array(shared.y), this.dataY >>> 2);
   }
 
   /** Runs one epoch over the permutation the coordinator wrote; all replicas call this together. */

@@ -97,7 +97,7 @@ export class Model {
   step = 0;
   /** Host RNG for shuffling. */
   readonly shuffleRng: Rng;
-  private readonly plans = new Map<string, BatchPlan>();
+  private readonly plans = new Map<number, BatchPlan>();
   private readonly stateBlock: { ptr: number; bytes: number };
 
   constructor(
@@ -165,8 +165,8 @@ export class Model {
     kernels.ensure(this.fixedEnd);
 
     const seed = options.seed ?? 0;
-    this.shuffleRng = new Rng(seed ^ 0x5eed5eed);
-    k.rng_seed(this.rngState, (seed ^ 0x0d0d0d0d) >>> 0);
+    this.shuffleRng = new Rng();
+    this.reseed(seed);
     this.initWeights(new Rng(seed));
   }
 
@@ -236,8 +236,7 @@ export class Model {
   plan(batch: number): BatchPlan {
     if (!Number.isInteger(batch) || batch < 1)
       throw new ModelError(`batch size must be a positive integer, got ${batch}`);
-    const key = `${batch}`;
-    const cached = this.plans.get(key);
+    const cached = this.plans.get(batch);
     if (cached) return cached;
     const k = this.kernels.abi;
     const a = new ArenaPlanner(this.fixedEnd);
@@ -292,7 +291,7 @@ export class Model {
       end: a.end,
     };
     this.kernels.ensure(plan.end);
-    this.plans.set(key, plan);
+    this.plans.set(batch, plan);
     return plan;
   }
 
@@ -505,8 +504,27 @@ export class Model {
     this.kernels.abi.rng_seed(this.rngState, (seed ^ 0x0d0d0d0d) >>> 0);
   }
 
-  /** Bytes of kernel memory the model uses beyond its fixed region for this batch size. */
-  planBytes(batch: number): number {
-    return alignUp(this.plan(batch).end - this.fixedEnd);
+  /**
+   * Plans every batch size in `batchSizes`, then copies a data set (rows of x, and i32 labels or
+   * f32 targets) above the largest plan, once, so training steps can gather batches in WASM.
+   * `extraBytes` more are reserved after the data. Returns the byte offsets.
+   */
+  placeData(
+    batchSizes: Iterable<number>,
+    x: Float32Array,
+    y: Int32Array | Float32Array,
+    extraBytes = 0,
+  ): { x: number; y: number; extra: number } {
+    let top = this.fixedEnd;
+    for (const b of batchSizes) top = Math.max(top, this.plan(b).end);
+    const k = this.kernels;
+    const dataX = alignUp(top);
+    const dataY = alignUp(dataX + x.length * 4);
+    const extra = alignUp(dataY + y.length * 4);
+    k.ensure(extra + extraBytes);
+    k.f32.set(x, dataX >>> 2);
+    if (y instanceof Int32Array) k.i32.set(y, dataY >>> 2);
+    else k.f32.set(y, dataY >>> 2);
+    return { x: dataX, y: dataY, extra };
   }
 }

@@ -1,7 +1,6 @@
 // fit() and evaluate(). fit copies the data set into kernel memory once; each step then builds its
 // batch with a gather kernel from shuffled row indices, runs forward, loss, backward and the
 // optimizer — all in WASM on planned offsets, so a training step allocates nothing.
-import { alignUp } from "./arena.js";
 import { LintError, hasErrors, lintLayerOrder } from "./lint.js";
 import { ModelError, type BatchPlan, type Model } from "./model.js";
 
@@ -178,17 +177,10 @@ export async function fit(
     const vb = Math.min(256, vn);
     sizes.add(vb).add(vn % vb || vb);
   }
-  let top = 0;
-  for (const s of sizes) top = Math.max(top, model.plan(s).end);
   const k = model.kernels;
   const C = model.outputSize;
   const inSize = model.inputSize;
-  const dataX = alignUp(top);
-  const dataY = alignUp(dataX + N * inSize * 4);
-  k.ensure(dataY + labels.data.length * 4);
-  k.f32.set(x, dataX >>> 2);
-  if (labels.sparse) k.i32.set(labels.data, dataY >>> 2);
-  else k.f32.set(labels.data, dataY >>> 2);
+  const { x: dataX, y: dataY } = model.placeData(sizes, x, labels.data);
 
   const abi = k.abi;
   const perm = new Int32Array(N);

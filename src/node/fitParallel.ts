@@ -9,7 +9,6 @@ import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { loadCheckpoint } from "../checkpoint.js";
 import { makeSharedLayout, paramFloats, stateFloats } from "../dataParallel.js";
 import { Model, type ModelOptions } from "../model.js";
-import { Rng } from "../random.js";
 import type { ModelSpec } from "../spec.js";
 import { prepareLabels, type EpochLog, type Labels } from "../train.js";
 import type { ReplicaApi } from "../../worker/parallelNodeWorker.js";
@@ -55,8 +54,8 @@ export async function fitParallel(
   const replicas = threads.map((t) => Comlink.wrap<ReplicaApi>(nodeEndpoint(t)));
   try {
     await Promise.all(replicas.map((r, rank) => r.init(layout, spec, modelOptions, rank, B)));
-    // Shuffling as Model does (same stream for the same seed), on the coordinator.
-    const shuffle = new Rng((modelOptions.seed ?? 0) ^ 0x5eed5eed);
+    // The coordinator shuffles with the probe model's stream: the one fit() uses for this seed.
+    const shuffle = probe.shuffleRng;
     const perm = new Int32Array(layout.perm);
     const history: EpochLog[] = [];
     for (let epoch = 0; epoch < epochs; epoch++) {
