@@ -38,14 +38,67 @@ const CRC_TABLE: usize = memory.data<u32>([
   0xb3667a2e, 0xc4614ab8, 0x5d681b02, 0x2a6f2b94, 0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d,
 ]);
 
-/** CRC-32 of bytes [ptr, ptr+n): the same value zlib and PNG compute. */
-export function crc32_u8(ptr: usize, n: i32): u32 {
-  let c: u32 = 0xffffffff;
+/** Slicing-by-8 tables: SLICE[k][b] is the CRC register after byte b followed by k zero bytes. */
+const SLICE: usize = memory.data(8 * 256 * 4, 64);
+let sliceReady = false;
+
+function fillSliceTables(): void {
+  for (let b = 0; b < 256; b++) {
+    let v = load<u32>(CRC_TABLE + ((<usize>b) << 2));
+    store<u32>(SLICE + ((<usize>b) << 2), v);
+    for (let k = 1; k < 8; k++) {
+      v = load<u32>(CRC_TABLE + ((<usize>(v & 0xff)) << 2)) ^ (v >>> 8);
+      store<u32>(SLICE + ((<usize>(k * 256 + b)) << 2), v);
+    }
+  }
+  sliceReady = true;
+}
+
+function slice(k: i32, index: u32): u32 {
+  return load<u32>(SLICE + ((<usize>k) << 10) + ((<usize>index) << 2));
+}
+
+/**
+ * Continues a CRC-32 over bytes [ptr, ptr+n): crc is the value so far (0 to start), the result
+ * the same value zlib and PNG compute. Slicing-by-8 (8 independent table lookups per 8 bytes):
+ * ~4x the byte loop, which matters on a cold start, where this runs before V8 has optimised it.
+ * The host calls it in chunks so V8's tier-up has optimised code ready for the later ones.
+ */
+export function crc32_u8(crc: u32, ptr: usize, n: i32): u32 {
+  if (!sliceReady) fillSliceTables();
+  let c: u32 = ~crc;
+  let p = ptr;
+  const end8 = ptr + <usize>(n & ~7);
+  while (p < end8) {
+    const lo = c ^ load<u32>(p);
+    const hi = load<u32>(p, 4);
+    c =
+      slice(7, lo & 0xff) ^
+      slice(6, (lo >>> 8) & 0xff) ^
+      slice(5, (lo >>> 16) & 0xff) ^
+      slice(4, lo >>> 24) ^
+      slice(3, hi & 0xff) ^
+      slice(2, (hi >>> 8) & 0xff) ^
+      slice(1, (hi >>> 16) & 0xff) ^
+      slice(0, hi >>> 24);
+    p += 8;
+  }
+  const end = ptr + <usize>n;
+  while (p < end) {
+    c = load<u32>(CRC_TABLE + ((<usize>((c ^ load<u8>(p)) & 0xff)) << 2)) ^ (c >>> 8);
+    p++;
+  }
+  return ~c;
+}
+
+/** Scalar twin of crc32_u8 (test oracle): the byte-at-a-time table loop. */
+export function crc32_u8_bytewise(crc: u32, ptr: usize, n: i32): u32 {
+  let c: u32 = ~crc;
   for (let i = 0; i < n; i++) {
     const b = <u32>load<u8>(ptr + <usize>i);
     c = load<u32>(CRC_TABLE + ((<usize>((c ^ b) & 0xff)) << 2)) ^ (c >>> 8);
   }
-  return c ^ 0xffffffff;
+  return ~c;
 }
 
 /** Index of the first NaN or +-Infinity in x[0..n), or -1 when all are finite. */

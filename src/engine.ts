@@ -52,6 +52,10 @@ const DEFAULT_MAX_BATCH = 64;
 const DEFAULT_MAX_MEMORY = 1024 * 1024 * 1024;
 
 export class InferenceEngine {
+  /**
+   * The model as read. When the engine read the file itself (load/loadSync), its f32 tensors view
+   * the given bytes (no copy); the engine computes from its own copy in kernel memory.
+   */
   readonly model: EnnModel;
   readonly kernels: Kernels;
   readonly maxBatch: number;
@@ -73,14 +77,22 @@ export class InferenceEngine {
   static async load(source: EngineSource, options: EngineOptions = {}): Promise<InferenceEngine> {
     const { bytes, kernels } = splitSource(source, options);
     const k = kernels instanceof Kernels ? kernels : await Kernels.load(kernels);
-    const model = readEnn(bytes, { limits: options.limits, checks: kernelFileChecks(k) });
+    const model = readEnn(bytes, {
+      limits: options.limits,
+      checks: kernelFileChecks(k),
+      copyTensors: false,
+    });
     return new InferenceEngine(k, model, options);
   }
 
   static loadSync(source: EngineSource, options: EngineOptions = {}): InferenceEngine {
     const { bytes, kernels } = splitSource(source, options);
     const k = kernels instanceof Kernels ? kernels : Kernels.loadSync(kernels);
-    const model = readEnn(bytes, { limits: options.limits, checks: kernelFileChecks(k) });
+    const model = readEnn(bytes, {
+      limits: options.limits,
+      checks: kernelFileChecks(k),
+      copyTensors: false,
+    });
     return new InferenceEngine(k, model, options);
   }
 
@@ -422,13 +434,22 @@ function opScratch(k: KernelAbi, op: EnnOp, inShape: number[], B: number): numbe
  * The model file's CRC and finite-value checks run by the kernels, in the memory the engine is
  * about to plan (its arena starts at heapBase and overwrites this scratch use afterwards).
  */
+const CRC_CHUNK = 65536;
+
 export function kernelFileChecks(k: Kernels): FileChecks {
   return {
     crc32(bytes, start, end) {
+      // In 64 KiB chunks: kernel memory need not grow to the file's size, and after the first
+      // chunks V8 has tiered crc32_u8 up, so a cold process runs most of the file optimised.
       const p = k.heapBase;
-      k.ensure(p + (end - start));
-      k.u8.set(bytes.subarray(start, end), p);
-      return k.abi.crc32_u8(p, end - start) >>> 0;
+      k.ensure(p + CRC_CHUNK);
+      let crc = 0;
+      for (let at = start; at < end; at += CRC_CHUNK) {
+        const n = Math.min(CRC_CHUNK, end - at);
+        k.u8.set(bytes.subarray(at, at + n), p);
+        crc = k.abi.crc32_u8(crc, p, n);
+      }
+      return crc >>> 0;
     },
     firstNonFinite(data) {
       const p = k.heapBase;

@@ -248,6 +248,13 @@ export interface ReadOptions {
    * cold start JS loops over a megabyte run in V8's slow tiers). Same results as the defaults.
    */
   checks?: FileChecks;
+  /**
+   * Default true: every f32 tensor gets its own copy. false: aligned f32 tensors are views into
+   * `bytes` (no copy; the caller must not change the bytes afterwards). The inference engine reads
+   * this way, copying each tensor once into kernel memory: on a cold start each copy of a
+   * megabyte-size model into fresh pages costs about a millisecond.
+   */
+  copyTensors?: boolean;
 }
 
 export interface FileChecks {
@@ -422,11 +429,13 @@ export function readEnn(source: Uint8Array | ArrayBuffer, options: ReadOptions =
           );
       return { name: e.name, dtype: e.dtype, shape: e.shape, data };
     }
-    const data = new Float32Array(count);
+    let data: Float32Array;
     if (LITTLE_ENDIAN && (bytes.byteOffset + at) % 4 === 0) {
-      // One bulk copy: reading element by element is most of an edge function's cold start.
-      data.set(new Float32Array(bytes.buffer, bytes.byteOffset + at, count));
+      // A view or one bulk copy: reading element by element is most of an edge function's cold start.
+      const inPlace = new Float32Array(bytes.buffer, bytes.byteOffset + at, count);
+      data = options.copyTensors === false ? inPlace : inPlace.slice();
     } else {
+      data = new Float32Array(count);
       for (let j = 0; j < count; j++) data[j] = view.getFloat32(at + 4 * j, true);
     }
     const j = (options.checks?.firstNonFinite ?? firstNonFiniteJs)(data);

@@ -28,8 +28,10 @@ export interface KernelAbi {
   scale_f32(n: number, dst: Ptr, s: number): void;
 
   // assembly/checks.ts — model-file integrity checks on the cold-start path.
-  /** CRC-32 (zlib's) of the bytes [ptr, ptr+n). */
-  crc32_u8(ptr: Ptr, n: number): number;
+  /** CRC-32 (zlib's) continued from crc (0 to start) over the bytes [ptr, ptr+n); slicing-by-8. */
+  crc32_u8(crc: number, ptr: Ptr, n: number): number;
+  /** Scalar twin of crc32_u8: the byte-at-a-time loop. */
+  crc32_u8_bytewise(crc: number, ptr: Ptr, n: number): number;
   /** Index of the first NaN/Infinity in x[0..n), or -1. */
   first_nonfinite_f32(x: Ptr, n: number): number;
 

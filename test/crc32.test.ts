@@ -24,19 +24,45 @@ describe("crc32 (slicing-by-8)", () => {
 });
 
 describe("model-file checks in WASM (engine cold-start path)", () => {
+  it("crc32_u8 (slicing-by-8) equals its byte-at-a-time twin on every length, offset and split", async () => {
+    const { loadKernels } = await import("../src/node/loadKernels.js");
+    const k = loadKernels();
+    const rng = new Rng(9);
+    const n = 4133;
+    const base = k.heapBase;
+    k.ensure(base + n + 64);
+    const bytes = new Uint8Array(n).map(() => rng.nextU32() & 0xff);
+    k.u8.set(bytes, base);
+    for (const len of [0, 1, 3, 7, 8, 9, 15, 16, 17, 100, 1024, 4133 - 5])
+      for (const off of [0, 1, 2, 3, 5]) {
+        if (off + len > n) continue;
+        const want = k.abi.crc32_u8_bytewise(0, base + off, len) >>> 0;
+        expect(k.abi.crc32_u8(0, base + off, len) >>> 0).toBe(want);
+        expect(want).toBe(crc32(bytes, off, off + len));
+        // Continuing from a running value equals one pass, at any split.
+        for (const cut of [0, 1, 8, len >> 1, len]) {
+          if (cut > len) continue;
+          const first = k.abi.crc32_u8(0, base + off, cut);
+          expect(k.abi.crc32_u8(first, base + off + cut, len - cut) >>> 0).toBe(want);
+        }
+      }
+  });
+
   it("crc32_u8 and first_nonfinite_f32 agree with the JS versions", async () => {
     const { loadKernels } = await import("../src/node/loadKernels.js");
     const { kernelFileChecks } = await import("../src/engine.js");
     const k = loadKernels();
     const checks = kernelFileChecks(k);
     const rng = new Rng(5);
-    const data = new Uint8Array(100_003).map(() => rng.nextU32() & 0xff);
+    const data = new Uint8Array(300_003).map(() => rng.nextU32() & 0xff);
     for (const [s, e] of [
       [0, 0],
       [0, 1],
       [3, 17],
-      [0, 100_003],
-      [7, 99_999],
+      [0, 300_003],
+      [7, 299_999],
+      [0, 65536],
+      [1, 65537],
     ])
       expect(checks.crc32(data, s, e)).toBe(crc32(data, s, e));
     for (const n of [0, 1, 15, 16, 17, 64, 1001]) {
