@@ -28,6 +28,7 @@ import { runParallelBench } from "./parallel.js";
 import { engineAccuracy } from "../src/engine.js";
 import { InferenceEngine } from "../src/node/engine.js";
 import { exportModel } from "../src/export.js";
+import { recalibrateBatchNorm } from "../src/recalibrate.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -38,7 +39,11 @@ interface TrainRow {
   epochs: number;
   samplesPerSecond: number;
   epochSeconds: number[];
+  /** After BN recalibration (what `edgenn train` does by default). */
   testAccuracy: number;
+  /** With Keras's moving averages, before recalibration. */
+  testAccuracyMovingStats: number;
+  recalibrationSeconds: number;
   exportedF32Accuracy: number;
   exportedInt8Accuracy: number;
   tfjsSamplesPerSecond?: number;
@@ -94,7 +99,16 @@ async function main(): Promise<void> {
         );
       },
     });
+    // Test accuracy with Keras's moving averages, then after BN recalibration on the training set
+    // (edgenn train's default: src/recalibrate.ts); the exported model carries the latter.
+    const evMoving = evaluate(model, test.x, test.y);
+    const tr = performance.now();
+    recalibrateBatchNorm(model, train.x);
+    const recalibrationSeconds = (performance.now() - tr) / 1000;
     const ev = evaluate(model, test.x, test.y);
+    console.log(
+      `  ${r.name} test accuracy: ${evMoving.accuracy.toFixed(4)} with moving averages, ${ev.accuracy.toFixed(4)} after BN recalibration (${recalibrationSeconds.toFixed(1)} s)`,
+    );
     // Deployment check: the exported file (BN folded, dropout gone) in f32 and int8.
     const f32Acc = engineAccuracy(
       InferenceEngine.loadSync(exportModel(model).bytes),
@@ -116,6 +130,8 @@ async function main(): Promise<void> {
       samplesPerSecond: (train.count * r.epochs) / total,
       epochSeconds,
       testAccuracy: ev.accuracy,
+      testAccuracyMovingStats: evMoving.accuracy,
+      recalibrationSeconds,
       exportedF32Accuracy: f32Acc,
       exportedInt8Accuracy: int8Acc,
       target: r.target,
@@ -131,11 +147,11 @@ async function main(): Promise<void> {
       `\ntraining, batch 64, Adam 1e-3, one thread (TF.js: tfjs-backend-wasm, SIMD ${env.simd}, threads ${env.threads})`,
     );
     console.log(
-      "model | epochs | edgenn samples/s | TF.js wasm samples/s | ratio | test acc | target",
+      "model | epochs | edgenn samples/s | TF.js wasm samples/s | ratio | test acc (moving avg) | target",
     );
     for (const r of rows)
       console.log(
-        `${r.model} | ${r.epochs} | ${Math.round(r.samplesPerSecond)} | ${Math.round(r.tfjsSamplesPerSecond!)} | ${r.ratio!.toFixed(1)}x | ${r.testAccuracy.toFixed(4)} | >= ${r.target.samplesPerSecond}/s, >= ${r.target.testAccuracy}`,
+        `${r.model} | ${r.epochs} | ${Math.round(r.samplesPerSecond)} | ${Math.round(r.tfjsSamplesPerSecond!)} | ${r.ratio!.toFixed(1)}x | ${r.testAccuracy.toFixed(4)} (${r.testAccuracyMovingStats.toFixed(4)}) | >= ${r.target.samplesPerSecond}/s, >= ${r.target.testAccuracy}`,
       );
     results.training = rows;
   }

@@ -308,6 +308,16 @@ export class Model {
     return p.infer[L - 1].out;
   }
 
+  /** Inference-mode forward of layers [0, end) only: leaves layer end's input in plan.infer[end].in. */
+  forwardInferUntil(p: BatchPlan, B: number, end: number): void {
+    const k = this.kernels.abi;
+    for (let i = 0; i < end; i++) {
+      const rt = this.layers[i];
+      if (isAlias(rt.l, false)) continue;
+      forwardLayer(k, rt, p.infer[i], B, false, p.scratch, this.rngState);
+    }
+  }
+
   /** Training-mode forward of plan.x (BN batch statistics, moving stats updated, dropout on). */
   forwardTrain(p: BatchPlan, B = p.batch): void {
     const k = this.kernels.abi;

@@ -3,6 +3,11 @@
 // optimizer — all in WASM on planned offsets, so a training step allocates nothing.
 import { LintError, hasErrors, lintLayerOrder } from "./lint.js";
 import { ModelError, type BatchPlan, type Model } from "./model.js";
+import {
+  recalibrateBatchNorm,
+  type RecalibrateOptions,
+  type RecalibrationReport,
+} from "./recalibrate.js";
 
 export type Labels = Int32Array | Uint8Array | Uint16Array | Float32Array | number[];
 
@@ -52,11 +57,20 @@ export interface FitOptions {
   strict?: boolean;
   /** Yield to the event loop at least this often so progress renders and aborts arrive (default 50 ms). */
   yieldEveryMs?: number;
+  /**
+   * After the last epoch (not after a cancel), replace BN moving statistics with the population
+   * statistics of the training inputs measured in inference mode (src/recalibrate.ts). Default
+   * false: the moving statistics stay Keras's exponential averages, and a checkpoint resumes
+   * exactly. Fixes dropout's variance shift on a BN downstream of it.
+   */
+  recalibrateBatchNorm?: boolean | RecalibrateOptions;
 }
 
 export interface History {
   epochs: EpochLog[];
   cancelled: boolean;
+  /** Present when fit recalibrated BatchNorm statistics at the end. */
+  recalibration?: RecalibrationReport & { seconds: number };
 }
 
 /** The loss turned NaN or infinite. The weights from before the failing batch are kept. */
@@ -265,6 +279,12 @@ export async function fit(
     }
     history.epochs.push(log);
     if (options.onEpochEnd) await options.onEpochEnd(log);
+  }
+  if (options.recalibrateBatchNorm && history.epochs.length > 0) {
+    const t0 = now();
+    const o = options.recalibrateBatchNorm === true ? {} : options.recalibrateBatchNorm;
+    const report = recalibrateBatchNorm(model, x, o);
+    history.recalibration = { ...report, seconds: (now() - t0) / 1000 };
   }
   return history;
 }

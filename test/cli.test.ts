@@ -54,6 +54,9 @@ describe("edgenn CLI", () => {
     expect(done.testLoss).toBeGreaterThan(0);
     expect(done.samplesPerSecond).toBeGreaterThan(0);
     expect(done.epochSeconds).toHaveLength(2);
+    // BN statistics recalibrated on the training set after the last epoch (default on).
+    expect(done.batchNormRecalibration).toMatchObject({ layers: [1, 5], samples: 6000 });
+    expect(done.batchNormRecalibration.testAccuracyBefore).toBeGreaterThan(0.7);
     expect(existsSync(ckpt)).toBe(true);
     const m = loadCheckpoint(readFileBytes(ckpt), loadKernels());
     expect(m.epoch).toBe(2);
@@ -97,7 +100,13 @@ describe("edgenn CLI", () => {
     ).toBe(0);
     expect(plain.writes).toHaveLength(0);
     expect(plain.lines.some((l) => /^epoch 1\/1 loss/.test(l))).toBe(true);
+    expect(plain.lines.some((l) => /^BatchNorm recalibrated \(2 layers, 6,000/.test(l))).toBe(true);
     expect(plain.lines.at(-1)).toMatch(/test accuracy 0\.\d{4}/);
+    // --no-recalibrate-bn keeps the moving averages: no recalibration line or JSON field.
+    const keep = capture(false);
+    const args = ["train", "--epochs", "1", "--batch-size", "256", "--no-recalibrate-bn"];
+    expect(await main([...args, "--json"], keep.out)).toBe(0);
+    expect(JSON.parse(keep.lines.at(-1)!).batchNormRecalibration).toBeUndefined();
   });
 
   it("lint exits 0 on the canonical order and 1 when a finding is an error", async () => {
