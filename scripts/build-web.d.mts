@@ -1,4 +1,8 @@
 export declare const ROOT: string;
 export declare const WEB_OUT: string;
 export declare function buildWeb(options?: { outdir?: string; minify?: boolean }): Promise<string>;
-export declare function buildNodeWorker(options?: { outfile?: string }): Promise<string>;
+export declare function buildNodeWorker(options?: {
+  entry?: string;
+  outfile?: string;
+  define?: Record<string, string>;
+}): Promise<string>;

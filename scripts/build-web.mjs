@@ -1,8 +1,8 @@
 // Builds the browser demo into dist-web/ (`npm run web:build`): the page script and the training
 // Web Worker bundled by esbuild for the browser platform (a Node built-in anywhere in their imports
 // fails the build, which is the check that browser code stays platform-neutral), plus the page,
-// the kernel module and the bundled Fashion-MNIST subset. Also bundles the Node worker_threads
-// entry for tests that run it from source.
+// the kernel module and the bundled Fashion-MNIST subset. Also bundles Node worker_threads
+// entries for tests that run them from source.
 import { build } from "esbuild";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -40,13 +40,19 @@ export async function buildWeb({ outdir = WEB_OUT, minify = false } = {}) {
   return outdir;
 }
 
-/** Bundles worker/nodeWorker.ts (for running the worker_threads entry from source); returns outfile. */
+/**
+ * Bundles a worker_threads entry (default worker/nodeWorker.ts) for running it from source;
+ * `define` replaces identifiers at build time (test fixtures). Returns outfile.
+ */
 export async function buildNodeWorker({
+  entry = join(ROOT, "worker", "nodeWorker.ts"),
   outfile = join(ROOT, "dist-test", "nodeWorker.mjs"),
+  define = {},
 } = {}) {
   await build({
-    entryPoints: [join(ROOT, "worker", "nodeWorker.ts")],
+    entryPoints: [entry],
     outfile,
+    define,
     bundle: true,
     format: "esm",
     platform: "node",

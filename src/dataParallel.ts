@@ -1,46 +1,57 @@
 // Data-parallel training: N replicas of one model, each in its own worker with its own kernel
 // memory, train on disjoint shards of every batch. After each backward pass the replicas exchange
-// gradients through a SharedArrayBuffer and every replica sums them in the same fixed order, so all
-// replicas apply the identical update and their weights stay bit-identical.
+// gradients and every replica sums them in the same fixed rank order with the same WASM kernels,
+// so all replicas apply the identical update and their weights stay bit-identical.
+//
+// Two transports carry the gradients; the arithmetic is the same code for both (Replica below),
+// so a run gives the same bits over either:
+// - "shared" (src/dataParallelShared.ts): double-buffered slots in a SharedArrayBuffer and a
+//   generation barrier on Atomics. Node, and browser pages that are cross-origin isolated.
+// - "message" (src/dataParallelMessage.ts): every replica posts its gradients to every other over
+//   a direct MessageChannel (transferred ArrayBuffers; no SharedArrayBuffer, no Atomics). Browser
+//   pages without COOP/COEP headers, or anywhere by choice.
 //
 // BatchNorm: each replica normalises with its own shard's batch statistics (as multi-GPU
 // frameworks do without SyncBatchNorm), so N-worker training is not the same function as 1-worker
 // training when the model has BN; gradients are averaged exactly (weighted by shard size). The
 // moving statistics are averaged across replicas at the end of every epoch, so every replica (and
-// the exported model) holds the same ones. Dropout masks differ per replica (seeded by rank).
+// the exported model) holds the same ones. Dropout masks differ per replica (seeded by rank;
+// replica 0 draws fit()'s stream, so one worker is fit() bit for bit).
 // Without BN and dropout, N workers compute the same gradients as one up to float rounding.
 //
-// Platform-neutral (Atomics + SharedArrayBuffer): runs in Node worker_threads and in Web Workers of
-// a cross-origin-isolated page. Atomics.wait is not allowed on a browser's main thread, which is
-// why every replica lives in a worker and the coordinator only starts epochs.
+// Platform-neutral: runs in Node worker_threads and in Web Workers. The coordinator
+// (worker/parallelClient.ts) shuffles and starts epochs; it never touches a gradient.
 import type { Kernels } from "./kernels.js";
 import { Model, type ModelOptions } from "./model.js";
 import type { ModelSpec } from "./spec.js";
 import { TrainingDivergedError } from "./train.js";
 
-/** Control words in the shared Int32Array. */
-const COUNT = 0;
-const GEN = 1;
-const ABORT = 2;
-const CTL_WORDS = 16;
+export type ParallelTransport = "shared" | "message";
 
-export interface SharedLayout {
-  world: number;
-  samples: number;
-  inputSize: number;
-  /** Labels are i32 class indices. */
-  paramFloats: number;
-  stateFloats: number;
-  ctl: SharedArrayBuffer;
-  perm: SharedArrayBuffer;
-  x: SharedArrayBuffer;
-  y: SharedArrayBuffer;
-  /** [2 parities][world][paramFloats] gradient slots. */
-  grads: SharedArrayBuffer;
-  /** [world][stateFloats] BN moving statistics, exchanged at epoch end. */
-  state: SharedArrayBuffer;
-  /** [2 parities][world][2] (loss * rows, correct) per step. */
-  stats: SharedArrayBuffer;
+/** Whether this context can use the "shared" transport (SharedArrayBuffer that workers can see). */
+export function sharedMemoryAvailable(): boolean {
+  // Node has no crossOriginIsolated (undefined); a browser page has it, true only with COOP + COEP.
+  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated;
+  return typeof SharedArrayBuffer !== "undefined" && isolated !== false;
+}
+
+/** "shared" where shared memory works, "message" otherwise. */
+export function defaultTransport(): ParallelTransport {
+  return sharedMemoryAvailable() ? "shared" : "message";
+}
+
+/**
+ * A replica stopped because another one failed. The coordinator reports the failing replica's own
+ * error instead whenever it arrives.
+ */
+export class ReplicaAbortedError extends Error {
+  override name = "ReplicaAbortedError";
+  constructor(
+    message: string,
+    readonly failedRank: number,
+  ) {
+    super(message);
+  }
 }
 
 export function paramFloats(model: Model): number {
@@ -51,53 +62,45 @@ export function stateFloats(model: Model): number {
   return model.state.reduce((a, s) => a + s.size, 0);
 }
 
-/** Allocates the shared buffers for a run (the coordinator calls this once). */
-export function makeSharedLayout(
-  world: number,
-  x: Float32Array,
-  y: Int32Array,
-  inputSize: number,
-  pFloats: number,
-  sFloats: number,
-): SharedLayout {
-  const samples = y.length;
-  const sx = new SharedArrayBuffer(x.length * 4);
-  new Float32Array(sx).set(x);
-  const sy = new SharedArrayBuffer(y.length * 4);
-  new Int32Array(sy).set(y);
-  return {
-    world,
-    samples,
-    inputSize,
-    paramFloats: pFloats,
-    stateFloats: sFloats,
-    ctl: new SharedArrayBuffer(CTL_WORDS * 4),
-    perm: new SharedArrayBuffer(samples * 4),
-    x: sx,
-    y: sy,
-    grads: new SharedArrayBuffer(2 * world * pFloats * 4),
-    state: new SharedArrayBuffer(Math.max(world * sFloats, 1) * 4),
-    stats: new SharedArrayBuffer(2 * world * 2 * 8),
-  };
+/** Rows of batch row-range [0, b) that replica `rank` takes: a contiguous slice. */
+export function shardOf(b: number, rank: number, world: number): { offset: number; rows: number } {
+  const base = Math.floor(b / world);
+  const extra = b % world;
+  return { offset: rank * base + Math.min(rank, extra), rows: base + (rank < extra ? 1 : 0) };
 }
 
-/** A generation barrier over `world` participants. */
-function barrier(ctl: Int32Array, world: number): void {
-  const gen = Atomics.load(ctl, GEN);
-  if (Atomics.add(ctl, COUNT, 1) === world - 1) {
-    Atomics.store(ctl, COUNT, 0);
-    Atomics.add(ctl, GEN, 1);
-    Atomics.notify(ctl, GEN);
-  } else {
-    // Spin briefly before sleeping: replicas usually arrive within a fraction of a millisecond of
-    // each other, and a sleeping thread (a descheduled vCPU) takes far longer to wake.
-    for (let spin = 0; spin < 20000 && Atomics.load(ctl, GEN) === gen; spin++);
-    while (Atomics.load(ctl, GEN) === gen) {
-      if (Atomics.load(ctl, ABORT) !== 0)
-        throw new Error("edgenn: another replica failed; stopping");
-      Atomics.wait(ctl, GEN, gen, 200);
-    }
-  }
+/**
+ * How gradients and moving statistics travel between replicas. A transport moves bytes and waits;
+ * it never adds: Replica does every sum, in rank order, so both transports give the same bits.
+ */
+export interface ReplicaTransport {
+  readonly rank: number;
+  readonly world: number;
+  /** Floats in a gradient slot (the model's parameter block) and in a state slot. */
+  readonly paramFloats: number;
+  readonly stateFloats: number;
+  /**
+   * Publishes this replica's gradients for batch `step` (null: an empty shard, read as zeros) with
+   * its shard's summed loss and correct count, and waits until every replica's are readable.
+   * Synchronous over shared memory, a promise over messages.
+   */
+  exchangeStep(
+    step: number,
+    grads: Float32Array | null,
+    lossSum: number,
+    correct: number,
+  ): void | Promise<void>;
+  /** Replica r's gradients for `step`; valid from exchangeStep(step) until the next exchange. */
+  gradients(step: number, r: number): Float32Array;
+  lossSum(step: number, r: number): number;
+  correct(step: number, r: number): number;
+  /**
+   * Publishes this replica's moving statistics (stateFloats values) and calls `use` with every
+   * replica's, in rank order; returns once no replica needs this one's slot any more.
+   */
+  exchangeState(state: Float32Array, use: (slots: Float32Array[]) => void): void | Promise<void>;
+  /** Tells the other replicas that this one failed, so none of them waits for it. */
+  abort(error: unknown): void;
 }
 
 export interface ReplicaEpoch {
@@ -106,98 +109,95 @@ export interface ReplicaEpoch {
   seconds: number;
 }
 
-/** Rows of batch row-range [0, b) that replica `rank` takes: a contiguous slice. */
-export function shardOf(b: number, rank: number, world: number): { offset: number; rows: number } {
-  const base = Math.floor(b / world);
-  const extra = b % world;
-  return { offset: rank * base + Math.min(rank, extra), rows: base + (rank < extra ? 1 : 0) };
-}
-
 export class Replica {
   readonly model: Model;
-  private readonly ctl: Int32Array;
-  private readonly perm: Int32Array;
-  private readonly grads: Float32Array;
-  private readonly state: Float32Array;
-  private readonly stats: Float64Array;
+  readonly rank: number;
+  readonly world: number;
+  private readonly inputSize: number;
+  private readonly samples: number;
   private readonly dataX: number;
   private readonly dataY: number;
   /** [paramFloats] staging area in kernel memory for another replica's gradients. */
   private readonly incoming: number;
-  /** slotViews[parity][rank]: views of the shared gradient slots, made once. */
-  private readonly slotViews: Float32Array[][];
+  /** [stateFloats] this replica's moving statistics, packed for the exchange. */
+  private readonly packedState: Float32Array;
 
   constructor(
     kernels: Kernels,
     spec: ModelSpec,
     options: ModelOptions,
-    readonly rank: number,
-    readonly shared: SharedLayout,
+    readonly transport: ReplicaTransport,
     readonly batchSize: number,
+    /** The whole training set (every replica holds it; the permutation picks each shard's rows). */
+    x: Float32Array,
+    y: Int32Array,
   ) {
-    // Same seed on every replica: identical initial weights. Dropout differs per rank.
+    const { rank, world } = transport;
+    this.rank = rank;
+    this.world = world;
+    // Same seed on every replica: identical initial weights. Dropout differs per rank; replica 0
+    // keeps the seed's own dropout stream, the one fit() draws, so one worker equals fit().
     this.model = new Model(kernels, spec, options);
-    this.model.reseed(((options.seed ?? 0) + 0x9e3779b9 * (rank + 1)) >>> 0);
+    if (rank > 0) this.model.reseed(((options.seed ?? 0) + 0x9e3779b9 * rank) >>> 0);
     if (this.model.loss !== "sparseCategoricalCrossentropy")
       throw new Error(
         "data-parallel training supports integer class labels (sparse cross-entropy)",
       );
     if (
-      paramFloats(this.model) !== shared.paramFloats ||
-      stateFloats(this.model) !== shared.stateFloats
+      paramFloats(this.model) !== transport.paramFloats ||
+      stateFloats(this.model) !== transport.stateFloats
     )
-      throw new Error("replica model does not match the shared layout");
-    this.ctl = new Int32Array(shared.ctl);
-    this.perm = new Int32Array(shared.perm);
-    this.grads = new Float32Array(shared.grads);
-    this.state = new Float32Array(shared.state);
-    this.stats = new Float64Array(shared.stats);
+      throw new Error("replica model does not match the transport's slot sizes");
+    this.inputSize = this.model.inputSize;
+    this.samples = y.length;
+    if (x.length !== this.samples * this.inputSize)
+      throw new Error(
+        `replica data: ${x.length} input values for ${this.samples} labels of ${this.inputSize} values each`,
+      );
     // Plan every shard size, then copy the data set above the largest plan, once.
     const B = batchSize;
-    const N = shared.samples;
+    const N = this.samples;
     const shardSizes: number[] = [];
     for (const b of new Set([B, N % B || B]))
-      for (let r = 0; r < shared.world; r++) {
-        const rows = shardOf(b, r, shared.world).rows;
+      for (let r = 0; r < world; r++) {
+        const rows = shardOf(b, r, world).rows;
         if (rows > 0) shardSizes.push(rows);
       }
-    const placed = this.model.placeData(
-      shardSizes,
-      new Float32Array(shared.x),
-      new Int32Array(shared.y),
-      shared.paramFloats * 4,
-    );
+    const placed = this.model.placeData(shardSizes, x, y, transport.paramFloats * 4);
     this.dataX = placed.x;
     this.dataY = placed.y;
     this.incoming = placed.extra;
-    const P = shared.paramFloats;
-    this.slotViews = [0, 1].map((parity) =>
-      Array.from({ length: shared.world }, (_, r) =>
-        this.grads.subarray((parity * shared.world + r) * P, (parity * shared.world + r + 1) * P),
-      ),
-    );
+    this.packedState = new Float32Array(transport.stateFloats);
   }
 
-  /** Runs one epoch over the permutation the coordinator wrote; all replicas call this together. */
-  runEpoch(): ReplicaEpoch {
+  /**
+   * Runs one epoch over `perm` (the coordinator's shuffle, the same on every replica); all replicas
+   * call this together. A failure tells the others before it propagates, so none of them hangs.
+   */
+  async runEpoch(perm: Int32Array): Promise<ReplicaEpoch> {
     try {
-      return this.epochSteps();
+      return await this.epochSteps(perm);
     } catch (e) {
-      Atomics.store(this.ctl, ABORT, 1);
-      Atomics.notify(this.ctl, GEN);
+      // A replica stopped by another one's failure has nothing new to tell.
+      if (!(e instanceof ReplicaAbortedError)) this.transport.abort(e);
       throw e;
     }
   }
 
-  private epochSteps(): ReplicaEpoch {
+  private async epochSteps(perm: Int32Array): Promise<ReplicaEpoch> {
     const m = this.model;
     const k = m.kernels;
     const abi = k.abi;
-    const { world, samples: N, inputSize, paramFloats: P } = this.shared;
+    const t = this.transport;
+    const { world, rank, inputSize, samples: N } = this;
+    if (perm.length !== N)
+      throw new Error(`permutation of ${perm.length} rows for a data set of ${N} rows`);
+    const P = t.paramFloats;
     const B = this.batchSize;
     const batches = Math.ceil(N / B);
     const correct = new Int32Array(1);
     const gradStart = (m.block.ptr + m.block.gradDelta) >>> 2;
+    const gradPtr = gradStart << 2;
     // Kernel memory does not grow during an epoch, so this view stays valid.
     const myGrads = k.f32.subarray(gradStart, gradStart + P);
     const t0 = performance.now();
@@ -206,32 +206,27 @@ export class Replica {
     for (let bi = 0; bi < batches; bi++) {
       const s = bi * B;
       const b = Math.min(B, N - s);
-      const { offset, rows } = shardOf(b, this.rank, world);
-      const parity = bi & 1;
-      const st = parity * world * 2;
+      const { offset, rows } = shardOf(b, rank, world);
+      let exchanged: void | Promise<void>;
       if (rows > 0) {
         const p = m.plan(rows);
         const i32 = k.i32;
-        for (let j = 0; j < rows; j++) i32[(p.idx >>> 2) + j] = this.perm[s + offset + j];
+        for (let j = 0; j < rows; j++) i32[(p.idx >>> 2) + j] = perm[s + offset + j];
         abi.gather_rows_f32(rows, inputSize, this.dataX, p.idx, p.x);
         abi.gather_i32(rows, this.dataY, p.idx, p.labels);
         m.forwardTrain(p, rows);
         const loss = m.lossOf(p, rows, true, true, p.gradA, correct);
         m.backward(p, rows);
-        this.slotViews[parity][this.rank].set(myGrads);
-        this.stats[st + this.rank * 2] = loss * rows;
-        this.stats[st + this.rank * 2 + 1] = correct[0];
+        exchanged = t.exchangeStep(bi, myGrads, loss * rows, correct[0]);
       } else {
-        this.slotViews[parity][this.rank].fill(0);
-        this.stats[st + this.rank * 2] = 0;
-        this.stats[st + this.rank * 2 + 1] = 0;
+        exchanged = t.exchangeStep(bi, null, 0, 0);
       }
-      barrier(this.ctl, world);
+      if (exchanged) await exchanged;
       // Every replica reads the same slots in the same order: identical sums, identical updates.
       let batchLoss = 0;
       for (let r = 0; r < world; r++) {
-        batchLoss += this.stats[st + r * 2];
-        right += this.stats[st + r * 2 + 1];
+        batchLoss += t.lossSum(bi, r);
+        right += t.correct(bi, r);
       }
       if (!Number.isFinite(batchLoss)) {
         throw new TrainingDivergedError(
@@ -243,45 +238,42 @@ export class Replica {
       lossSum += batchLoss;
       // The sum runs in WASM (SIMD): slot r is staged into kernel memory, scaled by its share of
       // the batch and added, always in rank order.
-      const gradPtr = gradStart << 2;
       const f = k.f32;
-      f.set(this.slotViews[parity][0], gradStart);
+      f.set(t.gradients(bi, 0), gradStart);
       abi.scale_f32(P, gradPtr, shardOf(b, 0, world).rows / b);
       for (let r = 1; r < world; r++) {
-        f.set(this.slotViews[parity][r], this.incoming >>> 2);
+        f.set(t.gradients(bi, r), this.incoming >>> 2);
         abi.scale_f32(P, this.incoming, shardOf(b, r, world).rows / b);
         abi.add_f32(P, gradPtr, this.incoming);
       }
       m.applyGradients();
-      // Slots are double-buffered by batch parity, so the next batch may write while slower
-      // replicas still read this one; batch bi+2 reuses these slots only after barrier bi+1.
     }
-    this.averageMovingStatistics();
+    await this.averageMovingStatistics();
     m.epoch++;
     return { loss: lossSum / N, accuracy: right / N, seconds: (performance.now() - t0) / 1000 };
   }
 
   /** Averages BN moving statistics across replicas so they all hold the same ones. */
-  private averageMovingStatistics(): void {
-    const { world, stateFloats: S } = this.shared;
-    if (S === 0) return;
+  private async averageMovingStatistics(): Promise<void> {
+    if (this.transport.stateFloats === 0) return;
     const f = this.model.kernels.f32;
-    let o = this.rank * S;
-    for (const t of this.model.state) {
-      this.state.set(f.subarray(t.ptr >>> 2, (t.ptr >>> 2) + t.size), o);
-      o += t.size;
+    let o = 0;
+    for (const s of this.model.state) {
+      this.packedState.set(f.subarray(s.ptr >>> 2, (s.ptr >>> 2) + s.size), o);
+      o += s.size;
     }
-    barrier(this.ctl, world);
-    o = 0;
-    for (const t of this.model.state) {
-      for (let i = 0; i < t.size; i++) {
-        let sum = 0;
-        for (let r = 0; r < world; r++) sum += this.state[r * S + o + i];
-        f[(t.ptr >>> 2) + i] = sum / world;
+    const world = this.world;
+    const done = this.transport.exchangeState(this.packedState, (slots) => {
+      let at = 0;
+      for (const s of this.model.state) {
+        for (let i = 0; i < s.size; i++) {
+          let sum = 0;
+          for (let r = 0; r < world; r++) sum += slots[r][at + i];
+          f[(s.ptr >>> 2) + i] = sum / world;
+        }
+        at += s.size;
       }
-      o += t.size;
-    }
-    // Nobody may overwrite the state slots (next epoch) before all have read them.
-    barrier(this.ctl, world);
+    });
+    if (done) await done;
   }
 }

@@ -1,19 +1,45 @@
-// Data-parallel training over worker_threads: replicas stay bit-identical; without BN and dropout
-// N workers follow the 1-worker run up to float rounding; 1 worker equals plain fit() exactly.
+// Data-parallel training over worker_threads, over both transports (a SharedArrayBuffer, or
+// postMessage between the workers): replicas stay bit-identical; without BN and dropout N workers
+// follow the 1-worker run up to float rounding; 1 worker equals plain fit() exactly; the message
+// transport gives the same bits as the shared one; a failing replica rejects the run, never hangs.
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { buildNodeWorker, ROOT } from "../scripts/build-web.mjs";
+import { saveCheckpoint } from "../src/checkpoint.js";
 import type { Dataset } from "../src/dataset.js";
 import { Model } from "../src/model.js";
-import { fitParallel } from "../src/node/fitParallel.js";
+import { fitParallel, type ParallelFitOptions } from "../src/node/fitParallel.js";
 import { loadKernels } from "../src/node/loadKernels.js";
 import { defaultDataDir, readIdxDataset } from "../src/node/readDataset.js";
 import type { ModelSpec } from "../src/spec.js";
 import { evaluate, fit } from "../src/train.js";
 
+// The replica entry bundled from source (the tests do not depend on a prior `npm run build`), and
+// two bundles of a replica that fails on purpose.
+let workerScript: string;
+const faultyScripts: Record<"throw" | "exit", string> = { throw: "", exit: "" };
 let train: Dataset;
 let test: Dataset;
 beforeAll(async () => {
+  const out = join(ROOT, "dist-test");
+  [workerScript, faultyScripts.throw, faultyScripts.exit] = await Promise.all([
+    buildNodeWorker({
+      entry: join(ROOT, "worker", "parallelNodeWorker.ts"),
+      outfile: join(out, "parallelNodeWorker.mjs"),
+    }),
+    ...(["throw", "exit"] as const).map((mode) =>
+      buildNodeWorker({
+        entry: join(ROOT, "test", "faultyReplicaWorker.ts"),
+        outfile: join(out, `faultyReplicaWorker-${mode}.mjs`),
+        define: { FAULT_MODE: JSON.stringify(mode) },
+      }),
+    ),
+  ]);
   ({ train, test } = await readIdxDataset(defaultDataDir()));
 });
+
+const run = (spec: ModelSpec, x: Float32Array, y: Int32Array, options: ParallelFitOptions) =>
+  fitParallel(spec, x, y, { workerScript, ...options });
 
 const plain: ModelSpec = {
   inputShape: [784],
@@ -60,9 +86,10 @@ describe("data-parallel training (worker_threads, SharedArrayBuffer)", () => {
     const opts = { seed: 4, optimizer: { type: "sgd" as const, learningRate: 0.05 } };
     const direct = new Model(loadKernels(), plain, opts);
     await fit(direct, x, y, { epochs: 2, batchSize: 50 });
-    const one = await fitParallel(plain, x, y, { ...opts, workers: 1, epochs: 2, batchSize: 50 });
+    const one = await run(plain, x, y, { ...opts, workers: 1, epochs: 2, batchSize: 50 });
+    expect(one.transport).toBe("shared"); // Node's default
     expect(maxDiff(one.model, direct)).toBe(0);
-    const three = await fitParallel(plain, x, y, { ...opts, workers: 3, epochs: 2, batchSize: 50 });
+    const three = await run(plain, x, y, { ...opts, workers: 3, epochs: 2, batchSize: 50 });
     expect(three.replicasIdentical).toBe(true);
     expect(maxDiff(three.model, direct)).toBeLessThan(1e-5);
     expect(three.history[1].loss).toBeCloseTo(one.history[1].loss, 4);
@@ -72,7 +99,7 @@ describe("data-parallel training (worker_threads, SharedArrayBuffer)", () => {
     const n = 2000;
     const x = train.x.slice(0, n * 784);
     const y = train.y.slice(0, n);
-    const r = await fitParallel(withBn, x, y, { seed: 1, workers: 2, epochs: 2, batchSize: 64 });
+    const r = await run(withBn, x, y, { seed: 1, workers: 2, epochs: 2, batchSize: 64 });
     expect(r.replicasIdentical).toBe(true);
     expect(r.history[1].loss).toBeLessThan(r.history[0].loss);
     const acc = evaluate(r.model, test.x, test.y).accuracy;
@@ -82,5 +109,120 @@ describe("data-parallel training (worker_threads, SharedArrayBuffer)", () => {
     expect(acc).toBeGreaterThan(0.7);
     expect(Math.abs(acc - singleAcc)).toBeLessThan(0.05);
     expect(r.model.epoch).toBe(2);
+  });
+});
+
+describe("data-parallel training over messages (no SharedArrayBuffer)", () => {
+  it("1 worker equals fit() bit for bit (BN, dropout): weights and the whole checkpoint", async () => {
+    const n = 600;
+    const x = train.x.slice(0, n * 784);
+    const y = train.y.slice(0, n);
+    const opts = { seed: 4, optimizer: { type: "adam" as const, learningRate: 0.002 } };
+    const direct = new Model(loadKernels(), withBn, opts);
+    const history = await fit(direct, x, y, { epochs: 2, batchSize: 50 });
+    const one = await run(withBn, x, y, {
+      ...opts,
+      workers: 1,
+      epochs: 2,
+      batchSize: 50,
+      transport: "message",
+    });
+    expect(one.transport).toBe("message");
+    expect(maxDiff(one.model, direct)).toBe(0);
+    expect(one.history.map((e) => e.loss)).toEqual(history.epochs.map((e) => e.loss));
+    // Optimizer state, step and epoch counts, both RNG streams too: fit() resumes from either alike.
+    expect(Buffer.compare(Buffer.from(one.checkpoint), Buffer.from(saveCheckpoint(direct)))).toBe(
+      0,
+    );
+  });
+
+  it.each([2, 3])(
+    "%i workers (BN, dropout, a last batch of one row) give the shared transport's bits",
+    async (workers) => {
+      // 15 batches of 64 and one of a single row: with 2-3 workers some shards of it are empty.
+      const n = 15 * 64 + 1;
+      const x = train.x.slice(0, n * 784);
+      const y = train.y.slice(0, n);
+      const opts = { seed: 9, workers, epochs: 2, batchSize: 64 };
+      const shared = await run(withBn, x, y, { ...opts, transport: "shared" });
+      const message = await run(withBn, x, y, { ...opts, transport: "message" });
+      expect(shared.transport).toBe("shared");
+      expect(message.transport).toBe("message");
+      expect(shared.replicasIdentical).toBe(true);
+      expect(message.replicasIdentical).toBe(true);
+      // Weights, BN moving statistics, optimizer state, step count: the whole checkpoint.
+      expect(Buffer.compare(Buffer.from(message.checkpoint), Buffer.from(shared.checkpoint))).toBe(
+        0,
+      );
+      expect(message.history.map((e) => [e.loss, e.accuracy])).toEqual(
+        shared.history.map((e) => [e.loss, e.accuracy]),
+      );
+      expect(message.history[1].loss).toBeLessThan(message.history[0].loss);
+      expect(maxDiff(message.model, shared.model)).toBe(0);
+    },
+  );
+});
+
+describe("a failing replica stops the run", () => {
+  const n = 400;
+  const data = () => ({ x: train.x.slice(0, n * 784), y: train.y.slice(0, n) });
+
+  it.each(["message", "shared"] as const)(
+    "%s transport: a replica that throws rejects the run with its own error",
+    async (transport) => {
+      const { x, y } = data();
+      const t0 = performance.now();
+      await expect(
+        fitParallel(withBn, x, y, {
+          seed: 1,
+          workers: 3,
+          epochs: 2,
+          batchSize: 32,
+          transport,
+          workerScript: faultyScripts.throw,
+        }),
+      ).rejects.toThrow("injected failure at step 3 of replica 1");
+      // The others stopped at once (they did not wait out a timeout).
+      expect(performance.now() - t0).toBeLessThan(10_000);
+      // And the next run on fresh workers is unaffected.
+      const ok = await run(withBn, x, y, {
+        seed: 1,
+        workers: 3,
+        epochs: 1,
+        batchSize: 32,
+        transport,
+      });
+      expect(ok.replicasIdentical).toBe(true);
+    },
+  );
+
+  it.each(["message", "shared"] as const)(
+    "%s transport: a replica whose thread exits rejects the run with WorkerDiedError",
+    async (transport) => {
+      const { x, y } = data();
+      const err = await fitParallel(withBn, x, y, {
+        seed: 1,
+        workers: 2,
+        epochs: 2,
+        batchSize: 32,
+        transport,
+        workerScript: faultyScripts.exit,
+      }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.name).toBe("WorkerDiedError");
+      expect(err?.message).toMatch(/replica 1 of 2 died: the thread exited \(code 3\)/);
+    },
+  );
+
+  it("asks for labels, workers and a transport that exist", async () => {
+    const { x, y } = data();
+    await expect(run(plain, x, y, { workers: 0, epochs: 1 })).rejects.toThrow(
+      "workers must be a positive integer, got 0",
+    );
+    await expect(
+      run(plain, x, y, { workers: 2, epochs: 1, transport: "carrier-pigeon" as "message" }),
+    ).rejects.toThrow('transport must be "shared" or "message"');
   });
 });

@@ -18,6 +18,12 @@ export { writeFileAtomic, readFileBytes } from "./checkpointFile.js";
 export { loadEngineFile, readModelFile } from "./engine.js";
 export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve.js";
 export { readIdxDataset, defaultDataDir, fullDataDir } from "./readDataset.js";
+export {
+  fitParallel,
+  type ParallelFitOptions,
+  type ParallelTransport,
+  type DataParallelResult,
+} from "./fitParallel.js";
 
 /** A model with its own kernel instance (its own memory). */
 export function createModel(spec: ModelSpec | ResolvedModel, options: ModelOptions = {}): Model {

@@ -1,0 +1,169 @@
+// The "shared" transport of data-parallel training (src/dataParallel.ts): gradient slots in one
+// SharedArrayBuffer that every replica sees, and a generation barrier on Atomics. No copies travel:
+// a replica writes its slot, waits at the barrier, and reads the others' slots in place.
+//
+// Atomics.wait is not allowed on a browser's main thread, which is why every replica lives in a
+// worker and the coordinator only starts epochs.
+import { ReplicaAbortedError, type ReplicaTransport } from "./dataParallel.js";
+
+/** Control words in the shared Int32Array. */
+const COUNT = 0;
+const GEN = 1;
+/** 0 while all is well; rank + 1 of the replica that failed. */
+const ABORT = 2;
+const CTL_WORDS = 16;
+
+export interface SharedLayout {
+  world: number;
+  samples: number;
+  inputSize: number;
+  paramFloats: number;
+  stateFloats: number;
+  ctl: SharedArrayBuffer;
+  /** [samples] the epoch's permutation, written by the coordinator before every epoch. */
+  perm: SharedArrayBuffer;
+  /** [samples][inputSize] f32. */
+  x: SharedArrayBuffer;
+  /** [samples] i32 class indices. */
+  y: SharedArrayBuffer;
+  /** [2 parities][world][paramFloats] gradient slots. */
+  grads: SharedArrayBuffer;
+  /** [world][stateFloats] BN moving statistics, exchanged at epoch end. */
+  state: SharedArrayBuffer;
+  /** [2 parities][world][2] (loss * rows, correct) per step. */
+  stats: SharedArrayBuffer;
+}
+
+/** Allocates the shared buffers for a run (the coordinator calls this once). */
+export function makeSharedLayout(
+  world: number,
+  x: Float32Array,
+  y: Int32Array,
+  inputSize: number,
+  pFloats: number,
+  sFloats: number,
+): SharedLayout {
+  const samples = y.length;
+  const sx = new SharedArrayBuffer(x.length * 4);
+  new Float32Array(sx).set(x);
+  const sy = new SharedArrayBuffer(y.length * 4);
+  new Int32Array(sy).set(y);
+  return {
+    world,
+    samples,
+    inputSize,
+    paramFloats: pFloats,
+    stateFloats: sFloats,
+    ctl: new SharedArrayBuffer(CTL_WORDS * 4),
+    perm: new SharedArrayBuffer(samples * 4),
+    x: sx,
+    y: sy,
+    grads: new SharedArrayBuffer(2 * world * pFloats * 4),
+    state: new SharedArrayBuffer(Math.max(world * sFloats, 1) * 4),
+    stats: new SharedArrayBuffer(2 * world * 2 * 8),
+  };
+}
+
+/**
+ * Marks the run failed from outside the replicas (the coordinator, when a worker died): replicas
+ * waiting at the barrier stop within one wait interval.
+ */
+export function abortSharedRun(layout: SharedLayout, failedRank: number): void {
+  const ctl = new Int32Array(layout.ctl);
+  Atomics.compareExchange(ctl, ABORT, 0, failedRank + 1);
+  Atomics.notify(ctl, GEN);
+}
+
+export class SharedTransport implements ReplicaTransport {
+  readonly world: number;
+  readonly paramFloats: number;
+  readonly stateFloats: number;
+  private readonly ctl: Int32Array;
+  private readonly stats: Float64Array;
+  /** slots[parity][rank]: views of the shared gradient slots, made once. */
+  private readonly slots: Float32Array[][];
+  /** stateSlots[rank]: views of the shared moving-statistics slots. */
+  private readonly stateSlots: Float32Array[];
+
+  constructor(
+    readonly layout: SharedLayout,
+    readonly rank: number,
+  ) {
+    const { world, paramFloats: P, stateFloats: S } = layout;
+    this.world = world;
+    this.paramFloats = P;
+    this.stateFloats = S;
+    this.ctl = new Int32Array(layout.ctl);
+    this.stats = new Float64Array(layout.stats);
+    const grads = new Float32Array(layout.grads);
+    this.slots = [0, 1].map((parity) =>
+      Array.from({ length: world }, (_, r) =>
+        grads.subarray((parity * world + r) * P, (parity * world + r + 1) * P),
+      ),
+    );
+    const state = new Float32Array(layout.state);
+    this.stateSlots = Array.from({ length: world }, (_, r) => state.subarray(r * S, (r + 1) * S));
+  }
+
+  /** A generation barrier over all replicas. */
+  private barrier(): void {
+    const ctl = this.ctl;
+    const gen = Atomics.load(ctl, GEN);
+    if (Atomics.add(ctl, COUNT, 1) === this.world - 1) {
+      Atomics.store(ctl, COUNT, 0);
+      Atomics.add(ctl, GEN, 1);
+      Atomics.notify(ctl, GEN);
+    } else {
+      // Spin briefly before sleeping: replicas usually arrive within a fraction of a millisecond
+      // of each other, and a sleeping thread (a descheduled vCPU) takes far longer to wake.
+      for (let spin = 0; spin < 20000 && Atomics.load(ctl, GEN) === gen; spin++);
+      while (Atomics.load(ctl, GEN) === gen) {
+        const failed = Atomics.load(ctl, ABORT);
+        if (failed !== 0)
+          throw new ReplicaAbortedError(
+            `edgenn: data-parallel replica ${failed - 1} failed; replica ${this.rank} stopped`,
+            failed - 1,
+          );
+        Atomics.wait(ctl, GEN, gen, 200);
+      }
+    }
+  }
+
+  exchangeStep(step: number, grads: Float32Array | null, lossSum: number, correct: number): void {
+    const parity = step & 1;
+    const mine = this.slots[parity][this.rank];
+    if (grads) mine.set(grads);
+    else mine.fill(0);
+    const st = (parity * this.world + this.rank) * 2;
+    this.stats[st] = lossSum;
+    this.stats[st + 1] = correct;
+    this.barrier();
+    // Slots are double-buffered by step parity, so the next step may write while slower replicas
+    // still read this one; step + 2 reuses these slots only after the barrier of step + 1.
+  }
+
+  gradients(step: number, r: number): Float32Array {
+    return this.slots[step & 1][r];
+  }
+
+  lossSum(step: number, r: number): number {
+    return this.stats[((step & 1) * this.world + r) * 2];
+  }
+
+  correct(step: number, r: number): number {
+    return this.stats[((step & 1) * this.world + r) * 2 + 1];
+  }
+
+  exchangeState(state: Float32Array, use: (slots: Float32Array[]) => void): void {
+    this.stateSlots[this.rank].set(state);
+    this.barrier();
+    use(this.stateSlots);
+    // Nobody may overwrite the state slots (next epoch) before all have read them.
+    this.barrier();
+  }
+
+  abort(): void {
+    Atomics.compareExchange(this.ctl, ABORT, 0, this.rank + 1);
+    Atomics.notify(this.ctl, GEN);
+  }
+}
