@@ -1,8 +1,9 @@
 // Builds the browser demo into dist-web/ (`npm run web:build`): the page script and the training
 // Web Worker bundled by esbuild for the browser platform (a Node built-in anywhere in their imports
-// fails the build, which is the check that browser code stays platform-neutral), plus the page,
-// the kernel module and the bundled Fashion-MNIST subset. Also bundles Node worker_threads
-// entries for tests that run them from source.
+// fails the build, which is the check that browser code stays platform-neutral), the multi-core
+// page (parallel.html) and its replica worker, plus the pages, the kernel module and the bundled
+// Fashion-MNIST subset. Also bundles Node worker_threads entries for tests that run them from
+// source.
 import { build } from "esbuild";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -22,6 +23,8 @@ export async function buildWeb({ outdir = WEB_OUT, minify = false } = {}) {
     entryPoints: {
       main: join(ROOT, "web", "main.ts"),
       webWorker: join(ROOT, "worker", "webWorker.ts"),
+      parallel: join(ROOT, "web", "parallel.ts"),
+      parallelWebWorker: join(ROOT, "worker", "parallelWebWorker.ts"),
     },
     outdir,
     bundle: true,
@@ -32,7 +35,8 @@ export async function buildWeb({ outdir = WEB_OUT, minify = false } = {}) {
     minify,
     logLevel: "warning",
   });
-  for (const f of ["index.html", "style.css"]) copyFileSync(join(ROOT, "web", f), join(outdir, f));
+  for (const f of ["index.html", "parallel.html", "style.css"])
+    copyFileSync(join(ROOT, "web", f), join(outdir, f));
   copyFileSync(wasm, join(outdir, "edgenn.wasm"));
   const data = join(ROOT, "data", "fashion-mnist-subset");
   for (const f of readdirSync(data).filter((f) => f.endsWith(".gz")))

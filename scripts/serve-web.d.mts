@@ -3,4 +3,5 @@ export declare function startWebServer(options?: {
   root?: string;
   host?: string;
   port?: number;
+  isolated?: boolean;
 }): Promise<{ server: Server; url: string }>;

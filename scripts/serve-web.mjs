@@ -1,7 +1,8 @@
 // Serves the built demo (dist-web/) on 127.0.0.1 (`npm run web`). Cross-origin isolation headers
 // (COOP + COEP) make SharedArrayBuffer available, which the training worker uses to see a cancel
-// within one batch; .wasm goes out as application/wasm so it compiles while streaming, and the
-// .gz data files go out as plain bytes (no Content-Encoding): the page gunzips them itself.
+// within one batch and multi-core training (parallel.html) to exchange gradients in shared memory;
+// .wasm goes out as application/wasm so it compiles while streaming, and the .gz data files go out
+// as plain bytes (no Content-Encoding): the page gunzips them itself.
 import { createServer } from "node:http";
 import { createReadStream, statSync } from "node:fs";
 import { extname, join, resolve, sep } from "node:path";
@@ -33,13 +34,21 @@ export function startWebServer({
   root = join(ROOT, "dist-web"),
   host = "127.0.0.1",
   port = 0,
+  isolated = true,
 } = {}) {
   const base = resolve(root);
+  // isolated: false leaves COOP/COEP out, so pages get no SharedArrayBuffer (the message-passing
+  // fallback of multi-core training is tested that way; EDGENN_NO_ISOLATION=1 from the command line).
+  const isolation = isolated
+    ? {
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Embedder-Policy": "require-corp",
+        "Cross-Origin-Resource-Policy": "same-origin",
+      }
+    : {};
   const server = createServer((req, res) => {
     const headers = {
-      "Cross-Origin-Opener-Policy": "same-origin",
-      "Cross-Origin-Embedder-Policy": "require-corp",
-      "Cross-Origin-Resource-Policy": "same-origin",
+      ...isolation,
       "X-Content-Type-Options": "nosniff",
       "Cache-Control": "no-store",
     };
@@ -94,9 +103,11 @@ export function startWebServer({
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const asked = process.env.PORT ?? process.argv[2];
   const port = Number(asked ?? 8080);
-  const { url } = await startWebServer({ port }).catch((e) => {
+  const isolated = process.env.EDGENN_NO_ISOLATION !== "1";
+  const { url } = await startWebServer({ port, isolated }).catch((e) => {
     // The default port is taken: any free one will do (an explicit port is an order).
-    if (asked === undefined && e.code === "EADDRINUSE") return startWebServer({ port: 0 });
+    if (asked === undefined && e.code === "EADDRINUSE")
+      return startWebServer({ port: 0, isolated });
     throw e;
   });
   console.log(`edgenn demo: ${url}  (Ctrl+C to stop)`);
