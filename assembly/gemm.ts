@@ -222,6 +222,7 @@ function macroKernel(
   kc: i32,
   packedA: usize,
   packedB: usize,
+  bPanelBytes: usize,
   bDirect: usize,
   bDirectStep: usize,
   C: usize,
@@ -235,7 +236,6 @@ function macroKernel(
 ): void {
   const ldcBytes = (<usize>ldc) << 2;
   const aPanelBytes = (<usize>kc) << 4;
-  const bPanelBytes = (<usize>kc) << 5;
   for (let j0 = 0; j0 < nc; j0 += 8) {
     const nr = minI32(8, nc - j0);
     // B panel: in place (row stride bDirectStep) when the caller asked for it and the panel is
@@ -508,6 +508,7 @@ export function gemm_f32(
           kc,
           packedA,
           packedB,
+          (<usize>kc) << 5,
           direct ? bSlice : 0,
           bRow,
           C + ((<usize>ic * <usize>ldc + <usize>jc) << 2),
@@ -522,6 +523,231 @@ export function gemm_f32(
       }
       pc += kc;
     } while (pc < K);
+  }
+}
+
+// ---- pre-packed B (inference: weights packed once at model load) -----------------------------------
+
+/** Floats of a pre-packed K x N matrix: 8-column panels over the whole depth, zero-padded. */
+export function gemm_packed_b_floats(K: i32, N: i32): i32 {
+  return roundUp(max(N, 1), 8) * max(K, 1);
+}
+
+/**
+ * Packs B[K,N] (element (k,j) at B + 4*(k*rsB + j*csB)) once into dst[N8/8][K][8] for
+ * gemm_f32_prepacked: the layout the micro-kernel reads (any KC slice of a panel is contiguous)
+ * and, four panels side by side, the batch-1 row kernel's sequential streams.
+ */
+export function gemm_pack_b_f32(K: i32, N: i32, B: usize, rsB: i32, csB: i32, dst: usize): void {
+  if (K <= 0 || N <= 0) return;
+  packB(K, N, B, rsB, csB, dst);
+}
+
+/**
+ * gemm_f32 with B pre-packed by gemm_pack_b_f32 (same epilogue and arguments, B's strides
+ * replaced by the packed matrix): an inference batch skips packing the weights on every call, and
+ * batch 1 reads them as 4 sequential streams instead of 1 KB-strided rows. scratch:
+ * gemm_scratch_bytes(M,N,K) bytes.
+ */
+export function gemm_f32_prepacked(
+  M: i32,
+  N: i32,
+  K: i32,
+  A: usize,
+  rsA: i32,
+  csA: i32,
+  P: usize,
+  C: usize,
+  ldc: i32,
+  bias: usize,
+  lo: f32,
+  hi: f32,
+  accumulate: i32,
+  scratch: usize,
+): void {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    // No products: C = clamp((C) + bias) through the generic path (nothing to read from P).
+    gemm_f32(M, N, K, A, rsA, csA, P, 0, 1, C, ldc, bias, lo, hi, accumulate, scratch);
+    return;
+  }
+  if (M <= 2) {
+    gemmRowsPacked(M, N, K, A, rsA, csA, P, C, ldc, bias, lo, hi, accumulate, scratch);
+    return;
+  }
+  const tile = alignScratch(scratch);
+  const packedA = tile + TILE_BYTES;
+  const aRow = (<usize>rsA) << 2;
+  const aCol = (<usize>csA) << 2;
+  const panelBytes = (<usize>K) << 5;
+  for (let jc = 0; jc < N; jc += NC) {
+    const nc = minI32(NC, N - jc);
+    for (let pc = 0; pc < K; pc += KC) {
+      const kc = minI32(KC, K - pc);
+      const last = pc + kc >= K;
+      const addC = pc > 0 || accumulate != 0;
+      const slice = P + <usize>(jc >> 3) * panelBytes + ((<usize>pc) << 5);
+      for (let ic = 0; ic < M; ic += MC) {
+        const mc = minI32(MC, M - ic);
+        packA(mc, kc, A + <usize>ic * aRow + <usize>pc * aCol, rsA, csA, packedA);
+        macroKernel(
+          mc,
+          nc,
+          kc,
+          packedA,
+          slice,
+          panelBytes,
+          0,
+          0,
+          C + ((<usize>ic * <usize>ldc + <usize>jc) << 2),
+          ldc,
+          bias != 0 ? bias + ((<usize>jc) << 2) : 0,
+          addC,
+          last,
+          lo,
+          hi,
+          tile,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Epilogue of 8 columns of one row, as the micro-kernel's (macroKernel) store does it, so a row
+ * computed here is bit-identical to the same row computed in a batch: (+C when addC), and on the
+ * last K slice (+bias) and the clamp; only the first `valid` columns are stored.
+ */
+function finish8(
+  c: usize,
+  x0: v128,
+  x1: v128,
+  valid: i32,
+  addC: bool,
+  last: bool,
+  bias: usize,
+  lo: f32,
+  hi: f32,
+  tile: usize,
+): void {
+  if (valid >= 8) {
+    let bias0 = f32x4.splat(0);
+    let bias1 = bias0;
+    if (last && bias != 0) {
+      bias0 = v128.load(bias);
+      bias1 = v128.load(bias, 16);
+    }
+    storeRow8(c, x0, x1, addC, last, bias0, bias1, f32x4.splat(lo), f32x4.splat(hi));
+    return;
+  }
+  v128.store(tile, x0);
+  v128.store(tile, x1, 16);
+  for (let j = 0; j < valid; j++) {
+    const o = (<usize>j) << 2;
+    let v = load<f32>(tile + o);
+    if (addC) v += load<f32>(c + o);
+    if (last) {
+      if (bias != 0) v += load<f32>(bias + o);
+      v = v < lo ? lo : v;
+      v = hi < v ? hi : v;
+    }
+    store<f32>(c + o, v);
+  }
+}
+
+/**
+ * M <= 2 rows against a pre-packed B: per row, up to three 8-column panels at a time (24 columns,
+ * 6 accumulators), each panel read front to back — sequential streams the prefetcher follows.
+ * Three, not four: with 8 accumulators plus their 8 loads V8 runs out of xmm registers and keeps
+ * an accumulator on the stack (measured 15 vs ~28 GFLOP/s at 1x256x784). K goes in the same KC
+ * slices as the batched path, with the partial sums in C between slices, so batch 1 gives the
+ * same bits as the same sample in a batch.
+ */
+function gemmRowsPacked(
+  M: i32,
+  N: i32,
+  K: i32,
+  A: usize,
+  rsA: i32,
+  csA: i32,
+  P: usize,
+  C: usize,
+  ldc: i32,
+  bias: usize,
+  lo: f32,
+  hi: f32,
+  accumulate: i32,
+  scratch: usize,
+): void {
+  const tile = alignScratch(scratch);
+  const aStep = (<usize>csA) << 2;
+  const panelBytes = (<usize>K) << 5;
+  const panels = (N + 7) >> 3;
+  for (let i = 0; i < M; i++) {
+    const aRow = A + ((<usize>i * <usize>rsA) << 2);
+    const cRow = C + ((<usize>i * <usize>ldc) << 2);
+    for (let p = 0; p < panels; p += 3) {
+      const np = minI32(3, panels - p);
+      const j = p << 3;
+      const c = cRow + ((<usize>j) << 2);
+      const bj: usize = bias != 0 ? bias + ((<usize>j) << 2) : 0;
+      for (let pc = 0; pc < K; pc += KC) {
+        const kc = minI32(KC, K - pc);
+        const addC = pc > 0 || accumulate != 0;
+        const last = pc + kc >= K;
+        let x0 = f32x4.splat(0);
+        let x1 = x0;
+        let x2 = x0;
+        let x3 = x0;
+        let x4 = x0;
+        let x5 = x0;
+        let a = aRow + <usize>pc * aStep;
+        const aEnd = a + <usize>kc * aStep;
+        let b0 = P + <usize>p * panelBytes + ((<usize>pc) << 5);
+        if (np == 3) {
+          let b1 = b0 + panelBytes;
+          let b2 = b1 + panelBytes;
+          while (a < aEnd) {
+            const av = v128.load32_splat(a);
+            x0 = Isa.madd(av, v128.load(b0), x0);
+            x1 = Isa.madd(av, v128.load(b0, 16), x1);
+            x2 = Isa.madd(av, v128.load(b1), x2);
+            x3 = Isa.madd(av, v128.load(b1, 16), x3);
+            x4 = Isa.madd(av, v128.load(b2), x4);
+            x5 = Isa.madd(av, v128.load(b2, 16), x5);
+            a += aStep;
+            b0 += 32;
+            b1 += 32;
+            b2 += 32;
+          }
+        } else if (np == 2) {
+          let b1 = b0 + panelBytes;
+          while (a < aEnd) {
+            const av = v128.load32_splat(a);
+            x0 = Isa.madd(av, v128.load(b0), x0);
+            x1 = Isa.madd(av, v128.load(b0, 16), x1);
+            x2 = Isa.madd(av, v128.load(b1), x2);
+            x3 = Isa.madd(av, v128.load(b1, 16), x3);
+            a += aStep;
+            b0 += 32;
+            b1 += 32;
+          }
+        } else {
+          while (a < aEnd) {
+            const av = v128.load32_splat(a);
+            x0 = Isa.madd(av, v128.load(b0), x0);
+            x1 = Isa.madd(av, v128.load(b0, 16), x1);
+            a += aStep;
+            b0 += 32;
+          }
+        }
+        finish8(c, x0, x1, N - j, addC, last, bj, lo, hi, tile);
+        if (np > 1)
+          finish8(c + 32, x2, x3, N - j - 8, addC, last, bj != 0 ? bj + 32 : 0, lo, hi, tile);
+        if (np > 2)
+          finish8(c + 64, x4, x5, N - j - 16, addC, last, bj != 0 ? bj + 64 : 0, lo, hi, tile);
+      }
+    }
   }
 }
 

@@ -112,10 +112,24 @@ export class InferenceEngine {
 
     // Plan first (sizes only), check the total, then grow memory once and copy the weights in.
     const a = new ArenaPlanner(kernels.heapBase);
-    const weightPtr = model.tensors.map((t, i) =>
+    // Dense kernels live in memory only pre-packed (gemm_pack_b_f32): every batch then skips
+    // packing the weights, and batch 1 streams them sequentially. denseShape[i] = [in, units].
+    const denseShape = new Map<number, [number, number]>();
+    model.ops.forEach((op, i) => {
+      if (op.op === "dense") denseShape.set(op.kernel, [size(model.inShapes[i]), op.units]);
+    });
+    const weightPtr = model.tensors.map((t, i) => {
       // i8 kernels are dequantised to f32 in memory; their scale vectors need no memory slot.
-      isScaleTensor(model, i) ? 0 : a.f32(t.name, t.data.length),
-    );
+      if (isScaleTensor(model, i)) return 0;
+      const d = denseShape.get(i);
+      return d
+        ? a.f32(`${t.name} (packed)`, k.gemm_packed_b_floats(d[0], d[1]))
+        : a.f32(t.name, t.data.length);
+    });
+    const weightsEnd = a.end;
+    // A dense kernel is unpacked here first, over the activation buffers (unused while loading).
+    let staging = 0;
+    for (const [i] of denseShape) staging = Math.max(staging, model.tensors[i].data.length);
     let maxChannels = 1;
     let widest = 1;
     for (const op of model.ops) {
@@ -134,7 +148,7 @@ export class InferenceEngine {
       for (const b of B > 1 ? [1, B] : [1])
         scratchBytes = Math.max(scratchBytes, opScratch(k, model.ops[i], model.inShapes[i], b));
     const scratch = a.take("scratch", scratchBytes);
-    const end = a.end;
+    const end = Math.max(a.end, weightsEnd + staging * 4);
     if (end > limit || end > 0xffff0000)
       throw new ModelFormatError(
         `the model needs ${(end / 2 ** 20).toFixed(1)} MiB of memory at maxBatch ${B}, over the engine's limit of ${(limit / 2 ** 20).toFixed(1)} MiB; load it with a smaller maxBatch or a larger maxMemoryBytes`,
@@ -145,14 +159,17 @@ export class InferenceEngine {
     this.f32 = f32;
     model.tensors.forEach((t, i) => {
       if (weightPtr[i] === 0) return;
-      if (t.data instanceof Float32Array) f32.set(t.data, weightPtr[i] >>> 2);
+      const d = denseShape.get(i);
+      const dst = d ? weightsEnd : weightPtr[i];
+      if (t.data instanceof Float32Array) f32.set(t.data, dst >>> 2);
       else {
         const op = model.ops.find(
           (o) => (o.op === "dense" || o.op === "conv2d") && o.kernel === i,
         ) as { kernelScale: number; outShape: number[] };
         const scales = model.tensors[op.kernelScale].data;
-        dequantizeInto(t.data, scales, scales.length, f32, weightPtr[i] >>> 2);
+        dequantizeInto(t.data, scales, scales.length, f32, dst >>> 2);
       }
+      if (d) k.gemm_pack_b_f32(d[0], d[1], weightsEnd, d[1], 1, weightPtr[i]);
     });
     f32.fill(0, zeros >>> 2, (zeros >>> 2) + maxChannels);
     f32.fill(1, ones >>> 2, (ones >>> 2) + maxChannels);
@@ -172,7 +189,24 @@ export class InferenceEngine {
           const bias = op.bias === undefined ? 0 : weightPtr[op.bias];
           const [lo, hi] = clampOf(op.activation);
           const units = op.units;
-          steps.push((b) => k.dense_fwd_f32(b, inSize, units, src, w, bias, next, lo, hi, scratch));
+          steps.push((b) =>
+            k.gemm_f32_prepacked(
+              b,
+              units,
+              inSize,
+              src,
+              inSize,
+              1,
+              w,
+              next,
+              units,
+              bias,
+              lo,
+              hi,
+              0,
+              scratch,
+            ),
+          );
           pushActivation(steps, k, op.activation, op.alpha, next, units);
           cur = next;
           break;

@@ -62,6 +62,27 @@ export interface KernelAbi {
     accumulate: number,
     scratch: Ptr,
   ): void;
+  /** Floats of gemm_pack_b_f32's output for a K x N matrix (8-column panels, zero-padded). */
+  gemm_packed_b_floats(K: number, N: number): number;
+  /** Packs B[K,N] (strides as in gemm_f32) once into dst for gemm_f32_prepacked. */
+  gemm_pack_b_f32(K: number, N: number, B: Ptr, rsB: number, csB: number, dst: Ptr): void;
+  /** gemm_f32 with B pre-packed by gemm_pack_b_f32 (inference weights). */
+  gemm_f32_prepacked(
+    M: number,
+    N: number,
+    K: number,
+    A: Ptr,
+    rsA: number,
+    csA: number,
+    P: Ptr,
+    C: Ptr,
+    ldc: number,
+    bias: Ptr,
+    lo: number,
+    hi: number,
+    accumulate: number,
+    scratch: Ptr,
+  ): void;
   gemm_f32_scalar(
     M: number,
     N: number,

@@ -119,6 +119,21 @@ describe("InferenceEngine.predict", () => {
     }
   });
 
+  it("batch independence holds for the reference models too (K > one GEMM slice, batch 1 row kernel)", () => {
+    for (const spec of [mlpSpec(), cnnSpec()]) {
+      const bytes = exportModel(fakeModel(spec, 8)).bytes;
+      const e = InferenceEngine.loadSync(bytes, { maxBatch: 64 });
+      const x = randomInputs(64 * 784, 4);
+      for (const b of [64, 13, 5, 3, 2]) {
+        const batch = e.predict(x.subarray(0, b * 784), b).slice();
+        for (const s of [0, 1, b - 1]) {
+          const one = e.predict(x.subarray(s * 784, (s + 1) * 784), 1);
+          expect(Array.from(one)).toEqual(Array.from(batch.subarray(s * 10, (s + 1) * 10)));
+        }
+      }
+    }
+  });
+
   it("the same file gives bit-identical outputs in independent engines", () => {
     const x = randomInputs(5 * 180, 4);
     const a = InferenceEngine.loadSync(cnn).predict(x, 5).slice();

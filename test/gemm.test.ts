@@ -51,6 +51,8 @@ interface Case {
   clamp: boolean;
   accumulate: boolean;
   ldcPad: number;
+  /** Pack B once with gemm_pack_b_f32, then run gemm_f32_prepacked. */
+  prepacked?: boolean;
 }
 
 const GUARD = 12345.5;
@@ -109,9 +111,19 @@ function runCase(k: Kernels, c: Case, seed: number): void {
   const lo = c.clamp ? LO : -Infinity;
   const hi = c.clamp ? HI : Infinity;
   const acc = c.accumulate ? 1 : 0;
-  k.abi.gemm_f32(M, N, K, A, s.rsA, s.csA, B, s.rsB, s.csB, Cs, ldc, bias, lo, hi, acc, scratch);
+  if (c.prepacked) {
+    const floats = k.abi.gemm_packed_b_floats(K, N);
+    expect(floats).toBe(Math.ceil(Math.max(N, 1) / 8) * 8 * Math.max(K, 1));
+    const P = mem.floats(floats + 16);
+    k.f32.fill(GUARD, (P >> 2) + floats, (P >> 2) + floats + 16);
+    k.abi.gemm_pack_b_f32(K, N, B, s.rsB, s.csB, P);
+    for (let i = 0; i < 16; i++)
+      if (k.f32[(P >> 2) + floats + i] !== GUARD) expect.fail(`pack wrote past ${floats} floats`);
+    k.abi.gemm_f32_prepacked(M, N, K, A, s.rsA, s.csA, P, Cs, ldc, bias, lo, hi, acc, scratch);
+  } else
+    k.abi.gemm_f32(M, N, K, A, s.rsA, s.csA, B, s.rsB, s.csB, Cs, ldc, bias, lo, hi, acc, scratch);
   k.twin("gemm_f32")(M, N, K, A, s.rsA, s.csA, B, s.rsB, s.csB, Cw, ldc, bias, lo, hi, acc, 0);
-  const label = `${layout} M=${M} N=${N} K=${K} bias=${c.bias} clamp=${c.clamp} acc=${c.accumulate} ldc=${ldc}`;
+  const label = `${c.prepacked ? "prepacked " : ""}${layout} M=${M} N=${N} K=${K} bias=${c.bias} clamp=${c.clamp} acc=${c.accumulate} ldc=${ldc}`;
   mem.expectScratchGuards(label);
   const g = k.f32;
   for (let i = -16; i < cLen + 16; i++) {
@@ -302,5 +314,65 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
     const c = k.readF32(C, M * N);
     expect(Number.isNaN(c[0])).toBe(true);
     expect(c[N]).toBe(3);
+  });
+});
+
+describe("gemm_f32_prepacked (weights packed once) vs scalar twin and float64", () => {
+  it("every M, N, K tail in {1..33}, the batch-1/2 row path included, packed from NN and NT", () => {
+    const k = loadKernels();
+    const layouts: Layout[] = ["NN", "NT", "TN", "strided"];
+    let n = 0;
+    for (const M of SIZES)
+      for (const N of SIZES)
+        for (const K of SIZES) {
+          const bits = n >> 2;
+          runCase(
+            k,
+            {
+              M,
+              N,
+              K,
+              layout: layouts[n % 4],
+              bias: (bits & 1) !== 0,
+              clamp: (bits & 2) !== 0,
+              accumulate: (bits & 4) !== 0,
+              ldcPad: n % 7 === 0 ? 2 : 0,
+              prepacked: true,
+            },
+            50_000 + n++,
+          );
+        }
+  });
+
+  it("block boundaries: K across KC, N across NC, M across MC; inference shapes", () => {
+    const k = loadKernels();
+    let seed = 90_000;
+    for (const [M, N, K] of [
+      [1, 256, 784],
+      [2, 10, 128],
+      [1, 1030, 9],
+      [3, 256, 784],
+      [64, 256, 784],
+      [64, 10, 128],
+      [130, 33, 257],
+      [5, 1030, 520],
+    ])
+      for (const bits of [0, 3, 5]) {
+        runCase(
+          k,
+          {
+            M,
+            N,
+            K,
+            layout: seed % 2 ? "NT" : "NN",
+            bias: (bits & 1) !== 0,
+            clamp: (bits & 2) !== 0,
+            accumulate: (bits & 4) !== 0,
+            ldcPad: 0,
+            prepacked: true,
+          },
+          seed++,
+        );
+      }
   });
 });
