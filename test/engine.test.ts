@@ -134,6 +134,19 @@ describe("InferenceEngine.predict", () => {
     }
   });
 
+  it("edgenn/engine is one self-contained file (dist/engine.mjs) that predicts the same numbers", async () => {
+    const path = join(import.meta.dirname, "..", "dist", "engine.mjs");
+    const text = readFileSync(path, "utf8");
+    // No relative imports left: only node: built-ins are resolved at load.
+    expect(text).not.toMatch(/from\s*["']\.{1,2}\//);
+    expect(text).not.toMatch(/import\(\s*["']\.{1,2}\//);
+    const bundled = (await import(path)) as typeof import("../src/node/engine.js");
+    const x = randomInputs(5 * 180, 11);
+    const a = bundled.InferenceEngine.loadSync(cnn, { maxBatch: 8 }).predict(x, 5);
+    const b = InferenceEngine.loadSync(cnn, { maxBatch: 8 }).predict(x, 5);
+    expect(Array.from(a)).toEqual(Array.from(b));
+  });
+
   it("the same file gives bit-identical outputs in independent engines", () => {
     const x = randomInputs(5 * 180, 4);
     const a = InferenceEngine.loadSync(cnn).predict(x, 5).slice();

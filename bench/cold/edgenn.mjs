@@ -1,7 +1,8 @@
-// Cold start, edgenn: import the engine (its Node entry registers build/edgenn.wasm), load the
-// .enn file, predict one sample, print the argmax. Usage: node edgenn.mjs model.enn input.f32
+// Cold start, edgenn: import the engine (edgenn/engine: the one-file bundle of its Node entry, which
+// registers build/edgenn.wasm), load the .enn file, predict one sample, print the argmax.
+// Usage: node edgenn.mjs model.enn input.f32
 import { readFileSync } from "node:fs";
-import { InferenceEngine } from "../../dist/src/node/engine.js";
+import { InferenceEngine } from "../../dist/engine.mjs";
 
 const [model, input] = process.argv.slice(2);
 const engine = InferenceEngine.loadSync(new Uint8Array(readFileSync(model)), { maxBatch: 1 });
