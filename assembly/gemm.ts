@@ -2,7 +2,7 @@
 // B, so one kernel serves NN (forward), NT (dX = dY.W^T) and TN (dW = X^T.dY).
 //
 // Structure (GotoBLAS/XNNPACK style, sized for WASM SIMD's 16 xmm registers on x86-64):
-//   for each KC-deep slice of K:
+//   for each slice of K (ceil(K/KC) slices of equal depth, sliceDepth):
 //     pack B[kc, N] into 8-column panels   packedB[N8/8][kc][8]  (zero-padded columns)
 //     for each MC-row block of M:
 //       pack A[mc, kc] into 4-row panels   packedA[M4/4][kc][4]  (zero-padded rows)
@@ -28,8 +28,11 @@
 
 import { Isa } from "./isa";
 
-/** k-depth of a packed slice: the B micro-panel (kc x 8 floats = 8 KB) stays in L1 across A panels. */
-const KC: i32 = 256;
+/**
+ * Deepest packed K slice: the B micro-panel (kc x 8 floats, <= 10 KB) stays in L1 across A panels.
+ * K is cut into equal slices of at most this depth (sliceDepth), not KC-sized ones plus a sliver.
+ */
+const KC: i32 = 320;
 /** Rows of A packed at once: the packed A block (MC x KC floats = 128 KB) stays in L2. */
 const MC: i32 = 128;
 /** Columns of B packed at once; bounds scratch at KC x NC floats = 1 MB for wide matrices. */
@@ -47,6 +50,17 @@ function minI32(a: i32, b: i32): i32 {
   return a < b ? a : b;
 }
 
+/**
+ * Depth of every K slice but the last: K in ceil(K / KC) near-equal slices (784 -> 3 x 262
+ * instead of 256 + 256 + 256 + 16, whose sliver pays a full C round trip for 16 k-steps).
+ * Every path slices K this way, so a row gets the same bits whichever path computes it.
+ */
+function sliceDepth(K: i32): i32 {
+  if (K <= KC) return max(K, 1);
+  const n = (K + KC - 1) / KC;
+  return (K + n - 1) / n;
+}
+
 function roundUp(n: i32, m: i32): i32 {
   return ((n + m - 1) / m) * m;
 }
@@ -58,7 +72,7 @@ function alignScratch(p: usize): usize {
 
 /** Bytes of scratch gemm_f32 needs for an M x N x K product (packing buffers + edge tile + alignment). */
 export function gemm_scratch_bytes(M: i32, N: i32, K: i32): i32 {
-  const kc = max(1, minI32(K, KC));
+  const kc = sliceDepth(K);
   const mc = roundUp(max(1, minI32(M, MC)), 4);
   const nc = roundUp(max(1, minI32(N, NC)), 8);
   return 64 + <i32>TILE_BYTES + (mc + nc) * kc * 4;
@@ -467,7 +481,7 @@ export function gemm_f32(
   }
   const tile = alignScratch(scratch);
   const packedA = tile + TILE_BYTES;
-  const kcMax = max(1, minI32(K, KC));
+  const kcMax = sliceDepth(K);
   const packedB = packedA + <usize>(roundUp(max(1, minI32(M, MC)), 4) * kcMax) * 4;
   const aRow = (<usize>rsA) << 2;
   const aCol = (<usize>csA) << 2;
@@ -479,7 +493,7 @@ export function gemm_f32(
     // At least one slice even when K == 0, so the epilogue (C = clamp(bias)) still runs.
     let pc = 0;
     do {
-      const kc = minI32(KC, K - pc);
+      const kc = minI32(kcMax, K - pc);
       const last = pc + kc >= K;
       const addC = pc > 0 || accumulate != 0;
       const bSlice = B + <usize>pc * bRow + <usize>jc * bCol;
@@ -580,10 +594,11 @@ export function gemm_f32_prepacked(
   const aRow = (<usize>rsA) << 2;
   const aCol = (<usize>csA) << 2;
   const panelBytes = (<usize>K) << 5;
+  const kcMax = sliceDepth(K);
   for (let jc = 0; jc < N; jc += NC) {
     const nc = minI32(NC, N - jc);
-    for (let pc = 0; pc < K; pc += KC) {
-      const kc = minI32(KC, K - pc);
+    for (let pc = 0; pc < K; pc += kcMax) {
+      const kc = minI32(kcMax, K - pc);
       const last = pc + kc >= K;
       const addC = pc > 0 || accumulate != 0;
       const slice = P + <usize>(jc >> 3) * panelBytes + ((<usize>pc) << 5);
@@ -659,8 +674,8 @@ function finish8(
  * M <= 2 rows against a pre-packed B: per row, up to three 8-column panels at a time (24 columns,
  * 6 accumulators), each panel read front to back — sequential streams the prefetcher follows.
  * Three, not four: with 8 accumulators plus their 8 loads V8 runs out of xmm registers and keeps
- * an accumulator on the stack (measured 15 vs ~28 GFLOP/s at 1x256x784). K goes in the same KC
- * slices as the batched path, with the partial sums in C between slices, so batch 1 gives the
+ * an accumulator on the stack (measured 15 vs ~28 GFLOP/s at 1x256x784). K goes in the same
+ * slices as the batched path (sliceDepth), partial sums in C between slices, so batch 1 gives the
  * same bits as the same sample in a batch.
  */
 function gemmRowsPacked(
@@ -683,6 +698,7 @@ function gemmRowsPacked(
   const aStep = (<usize>csA) << 2;
   const panelBytes = (<usize>K) << 5;
   const panels = (N + 7) >> 3;
+  const kcMax = sliceDepth(K);
   for (let i = 0; i < M; i++) {
     const aRow = A + ((<usize>i * <usize>rsA) << 2);
     const cRow = C + ((<usize>i * <usize>ldc) << 2);
@@ -691,8 +707,8 @@ function gemmRowsPacked(
       const j = p << 3;
       const c = cRow + ((<usize>j) << 2);
       const bj: usize = bias != 0 ? bias + ((<usize>j) << 2) : 0;
-      for (let pc = 0; pc < K; pc += KC) {
-        const kc = minI32(KC, K - pc);
+      for (let pc = 0; pc < K; pc += kcMax) {
+        const kc = minI32(kcMax, K - pc);
         const addC = pc > 0 || accumulate != 0;
         const last = pc + kc >= K;
         let x0 = f32x4.splat(0);

@@ -210,7 +210,7 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
     }
   });
 
-  it("crosses the KC (256), MC (128) and NC (1024) block boundaries with tails", () => {
+  it("crosses the K-slice (<= 320, cut into equal depths), MC (128) and NC (1024) boundaries with tails", () => {
     const k = loadKernels();
     // M <= 2 with row-major B: one row at a time, 32/4/1-column steps, B read in place.
     runCase(
@@ -270,6 +270,12 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
         ldcPad: 1,
       },
       9,
+    );
+    // Four slices (961 = 241 + 240 + 240 + 240) with a short M tail.
+    runCase(
+      k,
+      { M: 7, N: 24, K: 961, layout: "TN", bias: true, clamp: true, accumulate: true, ldcPad: 0 },
+      10,
     );
   });
 
@@ -356,6 +362,9 @@ describe("gemm_f32_prepacked (weights packed once) vs scalar twin and float64", 
       [64, 10, 128],
       [130, 33, 257],
       [5, 1030, 520],
+      [1, 24, 961],
+      [2, 17, 641],
+      [9, 40, 641],
     ])
       for (const bits of [0, 3, 5]) {
         runCase(
