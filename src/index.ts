@@ -10,6 +10,7 @@ export type { KernelAbi, Ptr } from "./kernelAbi.js";
 export * from "./spec.js";
 export { Model, ModelError, type ModelOptions, type LossName, type BatchPlan } from "./model.js";
 export * from "./train.js";
+export * from "./recalibrate.js";
 export * from "./optimizer.js";
 export * from "./checkpoint.js";
 export { Rng } from "./random.js";

@@ -7,7 +7,8 @@ import { kernelModule } from "./loadKernels.js";
 
 InferenceEngine.setDefaultKernelModule(kernelModule);
 
-export { InferenceEngine };
+export { InferenceEngine, ModelFormatError };
+export { InferenceError, type EngineOptions } from "../engine.js";
 
 /** Reads a model file, refusing one over the size limit without reading it. */
 export function readModelFile(path: string, limits: Partial<EnnLimits> = {}): Uint8Array {
