@@ -15,7 +15,15 @@ import { kernelModule, loadKernels } from "../src/node/loadKernels.js";
 import { defaultDataDir, readIdxDataset } from "../src/node/readDataset.js";
 import { cnnSpec, mlpSpec } from "../src/referenceModels.js";
 import { fit } from "../src/train.js";
-import { fakeModel, randomInputs, smallCnn, smallMlp } from "./exportFixtures.js";
+import {
+  fakeModel,
+  fixCrc,
+  headerOf,
+  randomInputs,
+  smallCnn,
+  smallMlp,
+  tensorDataOffset,
+} from "./exportFixtures.js";
 
 const mlp = exportModel(fakeModel(smallMlp, 5)).bytes;
 const cnn = exportModel(fakeModel(smallCnn, 6)).bytes;
@@ -145,6 +153,40 @@ describe("InferenceEngine.predict", () => {
     const a = bundled.InferenceEngine.loadSync(cnn, { maxBatch: 8 }).predict(x, 5);
     const b = InferenceEngine.loadSync(cnn, { maxBatch: 8 }).predict(x, 5);
     expect(Array.from(a)).toEqual(Array.from(b));
+  });
+
+  it("a non-finite weight in any tensor is the ModelFormatError readEnn gives (checked in kernel memory)", () => {
+    const int8 = exportModel(fakeModel(smallCnn, 6), { int8: true }).bytes;
+    for (const file of [mlp, cnn, int8]) {
+      const tensors = (headerOf(file) as { tensors: { dtype: string; bytes: number }[] }).tensors;
+      tensors.forEach((t, i) => {
+        if (t.dtype !== "f32") return;
+        for (const [element, value] of [
+          [0, NaN],
+          [t.bytes / 4 - 1, -Infinity],
+        ]) {
+          const b = file.slice();
+          new DataView(b.buffer).setFloat32(tensorDataOffset(b, i) + 4 * element, value, true);
+          fixCrc(b);
+          let want: ModelFormatError | undefined;
+          let got: unknown;
+          try {
+            readEnn(b);
+          } catch (e) {
+            want = e as ModelFormatError;
+          }
+          try {
+            InferenceEngine.loadSync(b, { maxBatch: 4 });
+          } catch (e) {
+            got = e;
+          }
+          expect(want).toBeInstanceOf(ModelFormatError);
+          expect(got).toBeInstanceOf(ModelFormatError);
+          expect((got as ModelFormatError).message).toBe(want!.message);
+          expect((got as ModelFormatError).where).toEqual(want!.where);
+        }
+      });
+    }
   });
 
   it("the same file gives bit-identical outputs in independent engines", () => {
