@@ -104,7 +104,20 @@ function packB(kc: i32, nc: i32, B: usize, rsB: i32, csB: i32, dst: usize): void
     const nr = minI32(8, nc - j0);
     const src = B + <usize>j0 * cs;
     const panel = dst + <usize>(j0 >> 3) * panelBytes;
-    if (nr == 8 && csB == 1) {
+    if (nc - j0 >= 16 && csB == 1) {
+      // NN, two panels at once: each row's 16 floats (a cache line when aligned) read in one go,
+      // instead of the same line fetched again for the second panel after a pass over K.
+      const panel2 = panel + panelBytes;
+      for (let k = 0; k < kc; k++) {
+        const s = src + <usize>k * rs;
+        const o = (<usize>k) << 5;
+        v128.store(panel + o, v128.load(s));
+        v128.store(panel + o, v128.load(s, 16), 16);
+        v128.store(panel2 + o, v128.load(s, 32));
+        v128.store(panel2 + o, v128.load(s, 48), 16);
+      }
+      j0 += 8;
+    } else if (nr == 8 && csB == 1) {
       // Rows of B are contiguous (NN): two vector copies per k.
       for (let k = 0; k < kc; k++) {
         const s = src + <usize>k * rs;
