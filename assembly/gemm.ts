@@ -353,17 +353,13 @@ function macroKernel(
   }
 }
 
-/** Epilogue of 4 output columns: (+C) (+bias) then clamp. */
-function finish4(c: usize, x: v128, addC: bool, bias: usize, lo: v128, hi: v128): void {
-  if (addC) x = f32x4.add(x, v128.load(c));
-  if (bias != 0) x = f32x4.add(x, v128.load(bias));
-  v128.store(c, f32x4.pmin(f32x4.pmax(x, lo), hi));
-}
-
 /**
  * C[M,N] for M <= 2 and row-major B (batch-1 inference): one row of A at a time against 24 columns
- * of B read in place (6 accumulators, one splat of A per k). The 4x8 tile would compute 3 wasted
- * rows per real one here, and packing B would copy each element to use it M times.
+ * of B read in place (6 accumulators, one splat of A per k; with 8 and their 8 loads V8 runs out
+ * of xmm registers and keeps one on the stack). The 4x8 tile would compute 3 wasted rows per real
+ * one here, and packing B would copy each element to use it M times. K goes in the same slices
+ * (sliceDepth) with the same epilogue as the tile path, so a row computed here has the same bits
+ * as in a batch: full 8-column groups end like storeRow8, the N % 8 tail like the partial tile.
  */
 function gemmRows(
   M: i32,
@@ -380,98 +376,97 @@ function gemmRows(
   lo: f32,
   hi: f32,
   accumulate: i32,
+  scratch: usize,
 ): void {
+  const tile = alignScratch(scratch);
   const aStep = (<usize>csA) << 2;
   const bStep = (<usize>rsB) << 2;
-  const addC = accumulate != 0;
-  const vlo = f32x4.splat(lo);
-  const vhi = f32x4.splat(hi);
+  const kcMax = sliceDepth(K);
+  const nFull = N & ~7;
   for (let i = 0; i < M; i++) {
     const aRow = A + ((<usize>i * <usize>rsA) << 2);
-    const aEnd = aRow + <usize>K * aStep;
     const cRow = C + ((<usize>i * <usize>ldc) << 2);
-    let j0 = 0;
-    // 24 columns (6 accumulators) at a time: with 8 accumulators and their 8 loads V8 runs out
-    // of xmm registers and keeps one on the stack (measured ~16 vs ~27 GFLOP/s at 1x256x784).
-    for (; j0 + 24 <= N; j0 += 24) {
-      let x0 = f32x4.splat(0);
-      let x1 = x0;
-      let x2 = x0;
-      let x3 = x0;
-      let x4 = x0;
-      let x5 = x0;
-      let a = aRow;
-      let b = B + ((<usize>j0) << 2);
-      while (a < aEnd) {
-        const av = v128.load32_splat(a);
-        x0 = Isa.madd(av, v128.load(b), x0);
-        x1 = Isa.madd(av, v128.load(b, 16), x1);
-        x2 = Isa.madd(av, v128.load(b, 32), x2);
-        x3 = Isa.madd(av, v128.load(b, 48), x3);
-        x4 = Isa.madd(av, v128.load(b, 64), x4);
-        x5 = Isa.madd(av, v128.load(b, 80), x5);
-        a += aStep;
-        b += bStep;
-      }
+    for (let j0 = 0; j0 < nFull; j0 += 24) {
+      const groups = minI32(3, (nFull - j0) >> 3);
       const c = cRow + ((<usize>j0) << 2);
-      const bj = bias != 0 ? bias + ((<usize>j0) << 2) : 0;
-      finish4(c, x0, addC, bj, vlo, vhi);
-      finish4(c + 16, x1, addC, bj != 0 ? bj + 16 : 0, vlo, vhi);
-      finish4(c + 32, x2, addC, bj != 0 ? bj + 32 : 0, vlo, vhi);
-      finish4(c + 48, x3, addC, bj != 0 ? bj + 48 : 0, vlo, vhi);
-      finish4(c + 64, x4, addC, bj != 0 ? bj + 64 : 0, vlo, vhi);
-      finish4(c + 80, x5, addC, bj != 0 ? bj + 80 : 0, vlo, vhi);
+      const bj: usize = bias != 0 ? bias + ((<usize>j0) << 2) : 0;
+      let pc = 0;
+      do {
+        const kc = minI32(kcMax, K - pc);
+        const addC = pc > 0 || accumulate != 0;
+        const last = pc + kc >= K;
+        let x0 = f32x4.splat(0);
+        let x1 = x0;
+        let x2 = x0;
+        let x3 = x0;
+        let x4 = x0;
+        let x5 = x0;
+        let a = aRow + <usize>pc * aStep;
+        const aEnd = a + <usize>kc * aStep;
+        let b = B + <usize>pc * bStep + ((<usize>j0) << 2);
+        if (groups == 3) {
+          while (a < aEnd) {
+            const av = v128.load32_splat(a);
+            x0 = Isa.madd(av, v128.load(b), x0);
+            x1 = Isa.madd(av, v128.load(b, 16), x1);
+            x2 = Isa.madd(av, v128.load(b, 32), x2);
+            x3 = Isa.madd(av, v128.load(b, 48), x3);
+            x4 = Isa.madd(av, v128.load(b, 64), x4);
+            x5 = Isa.madd(av, v128.load(b, 80), x5);
+            a += aStep;
+            b += bStep;
+          }
+        } else if (groups == 2) {
+          while (a < aEnd) {
+            const av = v128.load32_splat(a);
+            x0 = Isa.madd(av, v128.load(b), x0);
+            x1 = Isa.madd(av, v128.load(b, 16), x1);
+            x2 = Isa.madd(av, v128.load(b, 32), x2);
+            x3 = Isa.madd(av, v128.load(b, 48), x3);
+            a += aStep;
+            b += bStep;
+          }
+        } else {
+          while (a < aEnd) {
+            const av = v128.load32_splat(a);
+            x0 = Isa.madd(av, v128.load(b), x0);
+            x1 = Isa.madd(av, v128.load(b, 16), x1);
+            a += aStep;
+            b += bStep;
+          }
+        }
+        finish8(c, x0, x1, 8, addC, last, bj, lo, hi, tile);
+        if (groups > 1) finish8(c + 32, x2, x3, 8, addC, last, bj != 0 ? bj + 32 : 0, lo, hi, tile);
+        if (groups > 2) finish8(c + 64, x4, x5, 8, addC, last, bj != 0 ? bj + 64 : 0, lo, hi, tile);
+        pc += kc;
+      } while (pc < K);
     }
-    for (; j0 + 8 <= N; j0 += 8) {
-      let x0 = f32x4.splat(0);
-      let x1 = x0;
-      let a = aRow;
-      let b = B + ((<usize>j0) << 2);
-      while (a < aEnd) {
-        const av = v128.load32_splat(a);
-        x0 = Isa.madd(av, v128.load(b), x0);
-        x1 = Isa.madd(av, v128.load(b, 16), x1);
-        a += aStep;
-        b += bStep;
-      }
-      const c = cRow + ((<usize>j0) << 2);
-      const bj = bias != 0 ? bias + ((<usize>j0) << 2) : 0;
-      finish4(c, x0, addC, bj, vlo, vhi);
-      finish4(c + 16, x1, addC, bj != 0 ? bj + 16 : 0, vlo, vhi);
-    }
-    for (; j0 + 4 <= N; j0 += 4) {
-      let x0 = f32x4.splat(0);
-      let a = aRow;
-      let b = B + ((<usize>j0) << 2);
-      while (a < aEnd) {
-        x0 = Isa.madd(v128.load32_splat(a), v128.load(b), x0);
-        a += aStep;
-        b += bStep;
-      }
-      finish4(
-        cRow + ((<usize>j0) << 2),
-        x0,
-        addC,
-        bias != 0 ? bias + ((<usize>j0) << 2) : 0,
-        vlo,
-        vhi,
-      );
-    }
-    for (; j0 < N; j0++) {
-      let sum: f32 = 0;
-      let a = aRow;
-      let b = B + ((<usize>j0) << 2);
-      while (a < aEnd) {
-        sum = Isa.maddScalar(load<f32>(a), load<f32>(b), sum);
-        a += aStep;
-        b += bStep;
-      }
-      const c = cRow + ((<usize>j0) << 2);
-      if (addC) sum += load<f32>(c);
-      if (bias != 0) sum += load<f32>(bias + ((<usize>j0) << 2));
-      sum = sum < lo ? lo : sum;
-      sum = hi < sum ? hi : sum;
-      store<f32>(c, sum);
+    // The N % 8 tail, one column at a time (reading 8 would run past B's rows), same slices.
+    for (let j = nFull; j < N; j++) {
+      const c = cRow + ((<usize>j) << 2);
+      let pc = 0;
+      do {
+        const kc = minI32(kcMax, K - pc);
+        const addC = pc > 0 || accumulate != 0;
+        const last = pc + kc >= K;
+        let sum: f32 = 0;
+        let a = aRow + <usize>pc * aStep;
+        const aEnd = a + <usize>kc * aStep;
+        let b = B + <usize>pc * bStep + ((<usize>j) << 2);
+        while (a < aEnd) {
+          sum = Isa.maddScalar(load<f32>(a), load<f32>(b), sum);
+          a += aStep;
+          b += bStep;
+        }
+        if (addC) sum += load<f32>(c);
+        if (last) {
+          if (bias != 0) sum += load<f32>(bias + ((<usize>j) << 2));
+          sum = sum < lo ? lo : sum;
+          sum = hi < sum ? hi : sum;
+        }
+        store<f32>(c, sum);
+        pc += kc;
+      } while (pc < K);
     }
   }
 }
@@ -502,7 +497,7 @@ export function gemm_f32(
   if (M <= 0 || N <= 0) return;
   // Measured at 784->256: M=1 15.9 vs 5.7 GFLOP/s, M=2 15.3 vs 11.6, M=3 16.0 vs 17.5.
   if (M <= 2 && csB == 1) {
-    gemmRows(M, N, K, A, rsA, csA, B, rsB, C, ldc, bias, lo, hi, accumulate);
+    gemmRows(M, N, K, A, rsA, csA, B, rsB, C, ldc, bias, lo, hi, accumulate, scratch);
     return;
   }
   const tile = alignScratch(scratch);

@@ -112,12 +112,15 @@ export class InferenceEngine {
 
     // Plan first (sizes only), check the total, then grow memory once and copy the weights in.
     const a = new ArenaPlanner(kernels.heapBase);
-    // Dense kernels live in memory only pre-packed (gemm_pack_b_f32): every batch then skips
-    // packing the weights, and batch 1 streams them sequentially. denseShape[i] = [in, units].
+    // With batches over 2, dense kernels live in memory only pre-packed (gemm_pack_b_f32): every
+    // batch then skips packing the weights, and batch 1 streams them sequentially. An engine for
+    // batches of 1-2 keeps them row-major, read in place (no packing pass on a cold start); both
+    // ways give the same bits. denseShape[i] = [in, units] of a packed kernel.
     const denseShape = new Map<number, [number, number]>();
-    model.ops.forEach((op, i) => {
-      if (op.op === "dense") denseShape.set(op.kernel, [size(model.inShapes[i]), op.units]);
-    });
+    if (maxBatch > 2)
+      model.ops.forEach((op, i) => {
+        if (op.op === "dense") denseShape.set(op.kernel, [size(model.inShapes[i]), op.units]);
+      });
     const weightPtr = model.tensors.map((t, i) => {
       // i8 kernels are dequantised to f32 in memory; their scale vectors need no memory slot.
       if (isScaleTensor(model, i)) return 0;
@@ -189,24 +192,29 @@ export class InferenceEngine {
           const bias = op.bias === undefined ? 0 : weightPtr[op.bias];
           const [lo, hi] = clampOf(op.activation);
           const units = op.units;
-          steps.push((b) =>
-            k.gemm_f32_prepacked(
-              b,
-              units,
-              inSize,
-              src,
-              inSize,
-              1,
-              w,
-              next,
-              units,
-              bias,
-              lo,
-              hi,
-              0,
-              scratch,
-            ),
-          );
+          if (denseShape.has(op.kernel))
+            steps.push((b) =>
+              k.gemm_f32_prepacked(
+                b,
+                units,
+                inSize,
+                src,
+                inSize,
+                1,
+                w,
+                next,
+                units,
+                bias,
+                lo,
+                hi,
+                0,
+                scratch,
+              ),
+            );
+          else
+            steps.push((b) =>
+              k.dense_fwd_f32(b, inSize, units, src, w, bias, next, lo, hi, scratch),
+            );
           pushActivation(steps, k, op.activation, op.alpha, next, units);
           cur = next;
           break;

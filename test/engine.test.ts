@@ -131,7 +131,19 @@ describe("InferenceEngine.predict", () => {
     for (const spec of [mlpSpec(), cnnSpec()]) {
       const bytes = exportModel(fakeModel(spec, 8)).bytes;
       const e = InferenceEngine.loadSync(bytes, { maxBatch: 64 });
+      // An engine for batches of 1-2 keeps dense weights row-major (another GEMM path): same bits.
+      const small = InferenceEngine.loadSync(bytes, { maxBatch: 2 });
       const x = randomInputs(64 * 784, 4);
+      for (const s of [0, 7]) {
+        const one = e.predict(x.subarray(s * 784, (s + 1) * 784), 1).slice();
+        expect(Array.from(small.predict(x.subarray(s * 784, (s + 1) * 784), 1))).toEqual(
+          Array.from(one),
+        );
+        const two = e.predict(x.subarray(s * 784, (s + 2) * 784), 2).slice();
+        expect(Array.from(small.predict(x.subarray(s * 784, (s + 2) * 784), 2))).toEqual(
+          Array.from(two),
+        );
+      }
       for (const b of [64, 13, 5, 3, 2]) {
         const batch = e.predict(x.subarray(0, b * 784), b).slice();
         for (const s of [0, 1, b - 1]) {
