@@ -33,7 +33,12 @@ interface PageState {
   ready: boolean;
   phase: string;
   progressEvents: number;
-  history?: { cancelled: boolean; batchesRun: number; epochs: { loss: number }[] };
+  history?: {
+    cancelled: boolean;
+    batchesRun: number;
+    epochs: { loss: number }[];
+    recalibration?: { layers: number[]; samples: number };
+  };
   batchesAtCancel?: number;
   testAccuracy?: number;
   longestFrameWhileTrainingMs: number;
@@ -280,7 +285,14 @@ describe("demo page in headless Chromium", () => {
       optimizer: { type: "adam", learningRate: opts.lr },
     });
     const sub = subsetDataset(train, opts.samples);
-    const history = await fit(direct, sub.x, sub.y, { epochs: opts.epochs, batchSize: opts.batch });
+    const history = await fit(direct, sub.x, sub.y, {
+      epochs: opts.epochs,
+      batchSize: opts.batch,
+      recalibrateBatchNorm: true,
+    });
+    // The page recalibrated BN too (the same statistics, or the files below would differ).
+    expect(s.history!.recalibration).toMatchObject({ layers: [1], samples: opts.samples });
+    expect(history.recalibration).toMatchObject({ layers: [1], samples: opts.samples });
     expect(s.history!.epochs.map((e) => e.loss)).toEqual(history.epochs.map((e) => e.loss));
     const nodeEnn = exportModel(direct, { labels: FASHION_LABELS }).bytes;
     const pageEnn = new Uint8Array(

@@ -353,6 +353,8 @@ async function train(): Promise<void> {
         epochs,
         batchSize,
         validationData: [data.test.x, data.test.y],
+        // As `edgenn train` does: BN statistics measured in inference mode after the last epoch.
+        recalibrateBatchNorm: true,
         copy: true,
         onProgress: (e: TrainEvent) => onProgress(e, epochs, batchSize, samples),
       },
@@ -370,6 +372,11 @@ async function train(): Promise<void> {
       );
     } else {
       log(`trained ${epochs} epoch${epochs === 1 ? "" : "s"} in ${seconds.toFixed(1)} s`);
+      const r = history.recalibration;
+      if (r && r.layers.length > 0)
+        log(
+          `BatchNorm recalibrated: ${r.layers.length} layer${r.layers.length === 1 ? "" : "s"}, ${r.samples.toLocaleString("en-US")} training samples in inference mode (${r.seconds.toFixed(1)} s)`,
+        );
     }
     await exportAndPredict();
     state.phase = history.cancelled ? "cancelled" : "done";
