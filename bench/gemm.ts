@@ -253,8 +253,8 @@ async function measure(
       ks.map((k) => () => (k.abi as unknown as PeakExports)[name](iters, 0.999, 1e-3)),
       runs,
     ).map((t) => (iters * 96) / t.bestMs / 1e6);
-  const peak = peakOf("simd_peak_f32");
-  const peakMadd = peakOf("simd_peak_madd_f32");
+  const peakBefore = peakOf("simd_peak_f32");
+  const peakMaddBefore = peakOf("simd_peak_madd_f32");
 
   const gemmRows = [
     benchGemm(ks, 64, 256, 784, "NN", runs), // Dense 784->256 forward at batch 64
@@ -265,6 +265,10 @@ async function measure(
     benchGemm(ks, 512, 512, 512, "NN", runs),
     benchGemm(ks, 1, 256, 784, "NN", runs), // batch-1 inference (row kernel)
   ];
+  // Measured again after the GEMMs, the best of both counting: a shared machine's noisy second
+  // must not make the peak look low (and the GEMM a larger share of it) or high.
+  const peak = peakOf("simd_peak_f32").map((p, i) => Math.max(p, peakBefore[i]));
+  const peakMadd = peakOf("simd_peak_madd_f32").map((p, i) => Math.max(p, peakMaddBefore[i]));
   const layers: ConvLayer[] = [
     { name: "28x28x1->32", N: 64, H: 28, W: 28, C: 1, F: 32 },
     { name: "14x14x32->64", N: 64, H: 14, W: 14, C: 32, F: 64 },
