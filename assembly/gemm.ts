@@ -360,6 +360,8 @@ function macroKernel(
  * one here, and packing B would copy each element to use it M times. K goes in the same slices
  * (sliceDepth) with the same epilogue as the tile path, so a row computed here has the same bits
  * as in a batch: full 8-column groups end like storeRow8, the N % 8 tail like the partial tile.
+ * gemmRowsPacked is the same loop over pre-packed panels; one function taking the row and panel
+ * steps as arguments measured 3-10% slower at batch 1 (constant steps become registers).
  */
 function gemmRows(
   M: i32,
