@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CHROMIUM, CHROMIUM_ARGS, requireChromium } from "./chromium.js";
 import { buildWeb, ROOT } from "../scripts/build-web.mjs";
 import { startWebServer } from "../scripts/serve-web.mjs";
 import { flattenShape, subsetDataset, type Dataset } from "../src/dataset.js";
@@ -25,7 +26,6 @@ import { FASHION_LABELS } from "../src/referenceModels.js";
 import type { ModelSpec } from "../src/spec.js";
 import { fit } from "../src/train.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SCREENSHOT = join(ROOT, "test-results", "demo.png");
 
 // What the page's state object holds (web/main.ts, window.edgennDemo.state).
@@ -55,11 +55,7 @@ let test: Dataset;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(
-      `${CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with ` +
-        `"apt-get install -y --no-install-recommends chromium" (.ci/run does this before npm test).`,
-    );
+  requireChromium();
   const [root, data] = await Promise.all([
     buildWeb({ outdir: join(ROOT, "dist-test", "web") }),
     readIdxDataset(defaultDataDir()),
@@ -73,15 +69,7 @@ beforeAll(async () => {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1400, height: 1000 },
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
   page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (e) => pageErrors.push(`pageerror: ${e.message}`));

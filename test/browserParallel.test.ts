@@ -2,11 +2,11 @@
 // the multi-core page (web/parallel.ts) trains on 2 Web Workers over a SharedArrayBuffer when it
 // is cross-origin isolated and by postMessage when it is served without COOP/COEP, and both runs
 // end with the checkpoint Node's 2-worker run writes for the same seed, byte for byte.
-import { existsSync } from "node:fs";
 import type { Server } from "node:http";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CHROMIUM, CHROMIUM_ARGS, requireChromium } from "./chromium.js";
 import { buildNodeWorker, buildWeb, ROOT } from "../scripts/build-web.mjs";
 import { startWebServer } from "../scripts/serve-web.mjs";
 import { subsetDataset, type Dataset } from "../src/dataset.js";
@@ -18,8 +18,6 @@ import type { ParallelRun } from "../web/parallel.js";
 // The page loads the baseline SIMD build; Node (and its worker threads, which inherit the
 // environment) must use the same one for bit-identical results.
 process.env.EDGENN_ISA ??= "baseline";
-
-const CHROMIUM = "/usr/bin/chromium";
 
 // BN (per-shard statistics, moving statistics averaged each epoch) and dropout (a stream per
 // replica): equal checkpoints mean all of it happened identically.
@@ -90,11 +88,7 @@ function runOnPage(page: Page, run: ParallelRun): Promise<PageResult> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(
-      `${CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with ` +
-        `"apt-get install -y --no-install-recommends chromium" (.ci/run does this before npm test).`,
-    );
+  requireChromium();
   const [root, workerScript, data] = await Promise.all([
     buildWeb({ outdir: join(ROOT, "dist-test", "web-parallel") }),
     buildNodeWorker({
@@ -125,15 +119,7 @@ beforeAll(async () => {
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
   });
   [isolatedPage, plainPage] = await Promise.all([openPage(isolated.url), openPage(plain.url)]);
 }, 90_000);
