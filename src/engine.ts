@@ -130,7 +130,8 @@ export class InferenceEngine {
         : a.f32(t.name, t.data.length);
     });
     const weightsEnd = a.end;
-    // A dense kernel is unpacked here first, over the activation buffers (unused while loading).
+    // A dense kernel is staged row-major right after the weights (over the activation buffers,
+    // unused while loading) and packed from there into its slot.
     let staging = 0;
     for (const [i] of denseShape) staging = Math.max(staging, model.tensors[i].data.length);
     let maxChannels = 1;
@@ -472,12 +473,12 @@ function opScratch(k: KernelAbi, op: EnnOp, inShape: number[], B: number): numbe
 }
 
 /** Writes one sample (flat, or nested exactly to `shape`) into out at `at`; checks every value. */
+const CRC_CHUNK = 65536;
+
 /**
  * The model file's CRC and finite-value checks run by the kernels, in the memory the engine is
  * about to plan (its arena starts at heapBase and overwrites this scratch use afterwards).
  */
-const CRC_CHUNK = 65536;
-
 export function kernelFileChecks(k: Kernels): FileChecks {
   return {
     crc32(bytes, start, end) {
