@@ -164,6 +164,8 @@ export function describeServedModel(e: InferenceEngine, limits: ServeLimits): un
     params: m.tensors.reduce((a, t) => a + t.data.length, 0),
     ops: m.ops.map((op) => ({ op: op.op, outShape: op.outShape })),
     limits: { maxBatch: limits.maxBatch, maxBodyBytes: limits.maxBodyBytes },
+    /** The kernel build computing the answers: "baseline" (WASM SIMD) or "relaxed" (FMA). */
+    kernels: e.kernels.isa,
   };
 }
 

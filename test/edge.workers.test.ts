@@ -294,8 +294,14 @@ describe("edge worker in workerd: model from a KV binding", () => {
     const kvEnv = { MODEL_KV: env.TEST_MODEL_KV, MODEL_KEY: "models/cnn.enn", MAX_BATCH: "8" };
     const call = (path: string, init?: RequestInit) =>
       worker.fetch(new Request(`${URL_BASE}${path}`, init), kvEnv);
-    const m = (await (await call("/model")).json()) as { inputShape: number[]; labels: string[] };
+    const m = (await (await call("/model")).json()) as {
+      inputShape: number[];
+      labels: string[];
+      kernels: string;
+    };
     expect(m.inputShape).toEqual([10, 9, 2]);
+    // The Worker runs the baseline build on purpose: the same bits as Node 20's engine.
+    expect(m.kernels).toBe("baseline");
     expect(m.labels).toEqual(["x", "y", "z"]);
     // Nested to the input shape [10, 9, 2].
     const nest = (f: Float32Array) =>

@@ -14,6 +14,7 @@ import { runServe, startServer, type RunningServer } from "../src/node/serve.js"
 import { FASHION_LABELS, mlpSpec } from "../src/referenceModels.js";
 import { edgeInput } from "./edgeFixtures.js";
 import { fakeModel, smallCnn } from "./exportFixtures.js";
+import { loadKernels } from "../src/node/loadKernels.js";
 
 const mlpBytes = exportModel(fakeModel(mlpSpec(), 3)).bytes;
 const cnnBytes = exportModel(fakeModel(smallCnn, 6)).bytes;
@@ -94,6 +95,8 @@ describe("edgenn serve: routes", () => {
     expect(m.outputShape).toEqual([10]);
     expect(m.labels).toEqual(FASHION_LABELS);
     expect(m.limits).toEqual({ maxBatch: MAX_BATCH, maxBodyBytes: MAX_BODY });
+    // The build the server's engine runs (Node 20 validates only the baseline one).
+    expect(m.kernels).toBe(loadKernels().isa);
     const c = (await (await fetch(`${cnn.url}/model`)).json()) as Record<string, unknown>;
     expect(c.inputShape).toEqual([10, 9, 2]);
     expect(c.labels).toBeNull();
