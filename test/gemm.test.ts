@@ -229,6 +229,8 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
       { M: 8, N: 20, K: 300, layout: "TN", bias: true, clamp: false, accumulate: false, ldcPad: 0 },
       5,
     );
+    // NN with M > 8: the first row block's tiles pack the next B panel as they go (fused
+    // packing), across the NC block boundary, with a 9-column tail and a second MC block.
     runCase(
       k,
       {
