@@ -156,7 +156,10 @@ async function main(): Promise<void> {
     results.training = rows;
   }
   if (!only || only === "parallel") {
-    results.parallel = await runParallelBench(train, { samples: quick ? 1280 : 12800 });
+    results.parallel = await runParallelBench(train, {
+      samples: quick ? 1280 : 6400,
+      timedEpochs: quick ? 2 : 3,
+    });
   }
   if (!only || only === "gemm") {
     try {
