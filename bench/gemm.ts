@@ -1,10 +1,11 @@
 // Kernel micro-benchmarks: the machine's WASM SIMD peak, gemm_f32 at the shapes Dense training
 // uses, and the reference CNN's two Conv2D layers at batch 64 (forward and both backward passes),
 // for both kernel builds side by side: build/edgenn.wasm (baseline, mul+add) and
-// build/edgenn.relaxed.wasm (relaxed SIMD, f32x4.relaxed_madd). Single thread, medians of several
-// timed runs after a warm-up (the first calls run in V8's baseline tier, Liftoff, until TurboFan's
-// code arrives). The two builds' timed runs alternate, so load from other processes on a shared
-// machine hits both alike.
+// build/edgenn.relaxed.wasm (relaxed SIMD, f32x4.relaxed_madd). Single thread, medians of many
+// short timed windows after a warm-up (the first calls run in V8's baseline tier, Liftoff, until
+// TurboFan's code arrives). The two builds' windows alternate, so load from other processes on a
+// shared machine hits both alike; the SIMD peak and the GEMMs are timed in rounds spread over the
+// run and compared best window to best window.
 //
 //   npm run build && node dist/bench/gemm.js [--quick] [--train]
 //
@@ -80,13 +81,13 @@ function median(xs: number[]): number {
 }
 
 /**
- * Median (and best) ms per call of each fn over `runs` timed batches of >= ~5 ms each. The fns'
+ * ms per call of each fn in `runs` timed batches of >= ~5 ms each, after a warm-up. The fns'
  * batches alternate (order reversed every run), so they see the same machine load. Short batches,
  * many of them: on this shared machine a neighbour takes a varying share of the core from one few
  * milliseconds to the next, so many short windows find the quiet ones (the best, compared with the
  * peak measured the same way) and still give a stable median.
  */
-function timeAll(fns: (() => void)[], runs: number): { ms: number; bestMs: number }[] {
+function timeSamples(fns: (() => void)[], runs: number): number[][] {
   const reps = fns.map((fn) => {
     // Warm-up: >= 100 ms of calls, so V8 has tiered the kernel up to TurboFan (compiled in the
     // background, used from the next call on) before anything is timed.
@@ -110,7 +111,12 @@ function timeAll(fns: (() => void)[], runs: number): { ms: number; bestMs: numbe
       samples[i].push((performance.now() - t0) / reps[i]);
     }
   }
-  return samples.map((s) => ({ ms: median(s), bestMs: Math.min(...s) }));
+  return samples;
+}
+
+/** Median and best ms per call of each fn (timeSamples). */
+function timeAll(fns: (() => void)[], runs: number): { ms: number; bestMs: number }[] {
+  return timeSamples(fns, runs).map((s) => ({ ms: median(s), bestMs: Math.min(...s) }));
 }
 
 class Bump {
@@ -135,19 +141,26 @@ class Bump {
   }
 }
 
-function benchGemm(
+/** One GEMM shape: a call per kernel build, on data placed once in that build's memory. */
+interface GemmCase {
+  name: string;
+  flops: number;
+  fns: (() => void)[];
+}
+
+function gemmCase(
+  mems: Bump[],
   ks: Kernels[],
   M: number,
   N: number,
   K: number,
   layout: string,
-  runs: number,
-): GemmBenchRow[] {
+): GemmCase {
   // NN: A[M,K] B[K,N]; NT: B stored [N,K] (dX = dY.W^T); TN: A stored [K,M] (dW = X^T.dY).
   const [rsA, csA] = layout[0] === "T" ? [1, M] : [K, 1];
   const [rsB, csB] = layout[1] === "T" ? [1, K] : [N, 1];
-  const fns = ks.map((k) => {
-    const mem = new Bump(k);
+  const fns = ks.map((k, i) => {
+    const mem = mems[i];
     const A = mem.floats(M * K);
     const B = mem.floats(K * N);
     const C = mem.floats(M * N, false);
@@ -155,8 +168,7 @@ function benchGemm(
     return () =>
       k.abi.gemm_f32(M, N, K, A, rsA, csA, B, rsB, csB, C, N, 0, -Infinity, Infinity, 0, scratch);
   });
-  const name = `gemm ${layout} M=${M} N=${N} K=${K}`;
-  return timeAll(fns, runs).map((t) => ({ name, ...t, gflops: (2 * M * N * K) / t.ms / 1e6 }));
+  return { name: `gemm ${layout} M=${M} N=${N} K=${K}`, flops: 2 * M * N * K, fns };
 }
 
 interface ConvLayer {
@@ -253,29 +265,43 @@ async function measure(
   );
   const ks = modules.map((m) => Kernels.loadSync(m));
   const iters = 500_000;
-  // 12 chains x 4 lanes x 2 flops per iteration; a peak is a best case, so the fastest run counts.
-  // More timed runs than the kernels get: one quiet run finds the peak, a noisy second hides it.
-  const peakOf = (name: keyof PeakExports) =>
-    timeAll(
-      ks.map((k) => () => (k.abi as unknown as PeakExports)[name](iters, 0.999, 1e-3)),
-      runs * 2,
-    ).map((t) => (iters * 96) / t.bestMs / 1e6);
-  const peakBefore = peakOf("simd_peak_f32");
-  const peakMaddBefore = peakOf("simd_peak_madd_f32");
-
-  const gemmRows = [
-    benchGemm(ks, 64, 256, 784, "NN", runs), // Dense 784->256 forward at batch 64
-    benchGemm(ks, 64, 784, 256, "NT", runs), // its dX = dY.W^T
-    benchGemm(ks, 784, 256, 64, "TN", runs), // its dW = X^T.dY
-    benchGemm(ks, 64, 256, 784, "NT", runs),
-    benchGemm(ks, 64, 256, 784, "TN", runs),
-    benchGemm(ks, 512, 512, 512, "NN", runs),
-    benchGemm(ks, 1, 256, 784, "NN", runs), // batch-1 inference (row kernel)
+  // 12 chains x 4 lanes x 2 flops per iteration.
+  const peakFns = (name: keyof PeakExports) =>
+    ks.map((k) => () => void (k.abi as unknown as PeakExports)[name](iters, 0.999, 1e-3));
+  const mems = ks.map((k) => new Bump(k));
+  const cases = [
+    gemmCase(mems, ks, 64, 256, 784, "NN"), // Dense 784->256 forward at batch 64
+    gemmCase(mems, ks, 64, 784, 256, "NT"), // its dX = dY.W^T
+    gemmCase(mems, ks, 784, 256, 64, "TN"), // its dW = X^T.dY
+    gemmCase(mems, ks, 64, 256, 784, "NT"),
+    gemmCase(mems, ks, 64, 256, 784, "TN"),
+    gemmCase(mems, ks, 512, 512, 512, "NN"),
+    gemmCase(mems, ks, 1, 256, 784, "NN"), // batch-1 inference (row kernel)
   ];
-  // Measured again after the GEMMs, the best of both counting: a shared machine's noisy second
-  // must not make the peak look low (and the GEMM a larger share of it) or high.
-  const peak = peakOf("simd_peak_f32").map((p, i) => Math.max(p, peakBefore[i]));
-  const peakMadd = peakOf("simd_peak_madd_f32").map((p, i) => Math.max(p, peakMaddBefore[i]));
+  // The peaks and the GEMMs are timed in rounds spread over the run, the samples of all rounds
+  // pooled: a noisy stretch of the shared machine (seconds long) then costs a row one round of
+  // its samples, not all of them. A peak is a best case, so the fastest window counts.
+  const rounds = opts.quick ? 1 : 3;
+  const perRound = Math.ceil(runs / rounds);
+  const peakSamples = ks.map((): number[] => []);
+  const peakMaddSamples = ks.map((): number[] => []);
+  const caseSamples = cases.map(() => ks.map((): number[] => []));
+  const pool = (into: number[][], add: number[][]) => add.forEach((s, i) => into[i].push(...s));
+  for (let r = 0; r < rounds; r++) {
+    pool(peakSamples, timeSamples(peakFns("simd_peak_f32"), perRound * 2));
+    pool(peakMaddSamples, timeSamples(peakFns("simd_peak_madd_f32"), perRound * 2));
+    cases.forEach((c, j) => pool(caseSamples[j], timeSamples(c.fns, perRound)));
+  }
+  pool(peakSamples, timeSamples(peakFns("simd_peak_f32"), perRound * 2));
+  pool(peakMaddSamples, timeSamples(peakFns("simd_peak_madd_f32"), perRound * 2));
+  const peak = peakSamples.map((s) => (iters * 96) / Math.min(...s) / 1e6);
+  const peakMadd = peakMaddSamples.map((s) => (iters * 96) / Math.min(...s) / 1e6);
+  const gemmRows: GemmBenchRow[][] = cases.map((c, j) =>
+    caseSamples[j].map((s) => {
+      const ms = median(s);
+      return { name: c.name, ms, bestMs: Math.min(...s), gflops: c.flops / ms / 1e6 };
+    }),
+  );
   const layers: ConvLayer[] = [
     { name: "28x28x1->32", N: 64, H: 28, W: 28, C: 1, F: 32 },
     { name: "14x14x32->64", N: 64, H: 14, W: 14, C: 32, F: 64 },
