@@ -61,8 +61,8 @@ export async function runParallelBench(
   train: Dataset,
   options: { samples?: number; workers?: number[]; timedEpochs?: number } = {},
 ): Promise<ParallelBenchResult> {
-  const n = Math.min(options.samples ?? 6400, train.count);
-  const timed = options.timedEpochs ?? 3;
+  const n = Math.min(options.samples ?? 3200, train.count);
+  const timed = options.timedEpochs ?? 5;
   const x = train.x.subarray(0, n * 784);
   const y = train.y.subarray(0, n);
   const configs = options.workers ?? [1, 2];

@@ -157,8 +157,8 @@ async function main(): Promise<void> {
   }
   if (!only || only === "parallel") {
     results.parallel = await runParallelBench(train, {
-      samples: quick ? 1280 : 6400,
-      timedEpochs: quick ? 2 : 3,
+      samples: quick ? 1280 : 3200,
+      timedEpochs: quick ? 2 : 5,
     });
   }
   if (!only || only === "gemm") {
