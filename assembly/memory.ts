@@ -64,23 +64,53 @@ export function gather_i32(rows: i32, src: usize, idx: usize, dst: usize): void 
   }
 }
 
-/** dst[0..n) += src[0..n) (reducing gradients computed by several shards). */
-export function add_f32(n: i32, dst: usize, src: usize): void {
+// Gradient reduction across data-parallel replicas (src/dataParallel.ts): every replica sums the
+// shards' gradients, each weighted by its share of the batch, as
+//   acc = g0*s0;  acc = acc + g1*s1;  acc = acc + g2*s2; ...
+// with every product and sum rounded to f32 on its own (a mul then an add, never a fused
+// multiply-add, in both kernel builds), so the replicas' sums are bit-identical.
+
+/** dst[0..n) = dst*sd + src*ss, each product rounded, then their sum: two shards in one pass. */
+export function lincomb2_f32(n: i32, dst: usize, sd: f32, src: usize, ss: f32): void {
+  const vd = f32x4.splat(sd);
+  const vs = f32x4.splat(ss);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const p = dst + ((<usize>i) << 2);
-    v128.store(p, f32x4.add(v128.load(p), v128.load(src + ((<usize>i) << 2))));
+    const q = src + ((<usize>i) << 2);
+    v128.store(p, f32x4.add(f32x4.mul(v128.load(p), vd), f32x4.mul(v128.load(q), vs)));
   }
   for (; i < n; i++) {
     const p = dst + ((<usize>i) << 2);
-    store<f32>(p, load<f32>(p) + load<f32>(src + ((<usize>i) << 2)));
+    store<f32>(p, load<f32>(p) * sd + load<f32>(src + ((<usize>i) << 2)) * ss);
   }
 }
 
-export function add_f32_scalar(n: i32, dst: usize, src: usize): void {
+export function lincomb2_f32_scalar(n: i32, dst: usize, sd: f32, src: usize, ss: f32): void {
   for (let i = 0; i < n; i++) {
     const p = dst + ((<usize>i) << 2);
-    store<f32>(p, load<f32>(p) + load<f32>(src + ((<usize>i) << 2)));
+    store<f32>(p, load<f32>(p) * sd + load<f32>(src + ((<usize>i) << 2)) * ss);
+  }
+}
+
+/** dst[0..n) += src[0..n)*s (the product rounded, then the sum): one more shard into the sum. */
+export function axpy_f32(n: i32, dst: usize, src: usize, s: f32): void {
+  const sv = f32x4.splat(s);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const p = dst + ((<usize>i) << 2);
+    v128.store(p, f32x4.add(v128.load(p), f32x4.mul(v128.load(src + ((<usize>i) << 2)), sv)));
+  }
+  for (; i < n; i++) {
+    const p = dst + ((<usize>i) << 2);
+    store<f32>(p, load<f32>(p) + load<f32>(src + ((<usize>i) << 2)) * s);
+  }
+}
+
+export function axpy_f32_scalar(n: i32, dst: usize, src: usize, s: f32): void {
+  for (let i = 0; i < n; i++) {
+    const p = dst + ((<usize>i) << 2);
+    store<f32>(p, load<f32>(p) + load<f32>(src + ((<usize>i) << 2)) * s);
   }
 }
 

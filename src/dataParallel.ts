@@ -197,7 +197,6 @@ export class Replica {
     const batches = Math.ceil(N / B);
     const correct = new Int32Array(1);
     const gradStart = (m.block.ptr + m.block.gradDelta) >>> 2;
-    const gradPtr = gradStart << 2;
     // Kernel memory does not grow during an epoch, so this view stays valid.
     const myGrads = k.f32.subarray(gradStart, gradStart + P);
     const t0 = performance.now();
@@ -236,21 +235,48 @@ export class Replica {
         );
       }
       lossSum += batchLoss;
-      // The sum runs in WASM (SIMD): slot r is staged into kernel memory, scaled by its share of
-      // the batch and added, always in rank order.
-      const f = k.f32;
-      f.set(t.gradients(bi, 0), gradStart);
-      abi.scale_f32(P, gradPtr, shardOf(b, 0, world).rows / b);
-      for (let r = 1; r < world; r++) {
-        f.set(t.gradients(bi, r), this.incoming >>> 2);
-        abi.scale_f32(P, this.incoming, shardOf(b, r, world).rows / b);
-        abi.add_f32(P, gradPtr, this.incoming);
-      }
+      this.reduceGradients(bi, b, rows > 0);
       m.applyGradients();
     }
     await this.averageMovingStatistics();
     m.epoch++;
     return { loss: lossSum / N, accuracy: right / N, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /**
+   * Leaves the batch's gradient, every shard's weighted by its share of the batch, in this replica's
+   * gradient block: g0*s0 + g1*s1 + ... summed in rank order in WASM (SIMD), each product and sum
+   * rounded on its own (memory.ts), so every replica gets the same bits. This replica's own
+   * gradients are already in the block (when its shard was not empty) and are used in place; the
+   * others' are staged into kernel memory from their slots.
+   */
+  private reduceGradients(step: number, b: number, ownComputed: boolean): void {
+    const { model: m, transport: t, world, rank } = this;
+    const k = m.kernels;
+    const abi = k.abi;
+    const P = t.paramFloats;
+    const gradPtr = m.block.ptr + m.block.gradDelta;
+    const f = k.f32;
+    const share = (r: number) => shardOf(b, r, world).rows / b;
+    // An empty shard's block holds an earlier step's gradients; its slot holds the zeros it sent.
+    if (!ownComputed) f.fill(0, gradPtr >>> 2, (gradPtr >>> 2) + P);
+    if (world === 1) {
+      abi.scale_f32(P, gradPtr, share(0));
+    } else if (world === 2) {
+      // One pass: mine*s_mine + other*s_other. IEEE addition commutes, so both replicas get the
+      // bits of g0*s0 + g1*s1.
+      const other = 1 - rank;
+      f.set(t.gradients(step, other), this.incoming >>> 2);
+      abi.lincomb2_f32(P, gradPtr, share(rank), this.incoming, share(other));
+    } else {
+      // acc = g0*s0, then acc += gr*sr for r = 1, 2, ... (the rank order every replica follows).
+      if (rank !== 0) f.set(t.gradients(step, 0), gradPtr >>> 2);
+      abi.scale_f32(P, gradPtr, share(0));
+      for (let r = 1; r < world; r++) {
+        f.set(t.gradients(step, r), this.incoming >>> 2);
+        abi.axpy_f32(P, gradPtr, this.incoming, share(r));
+      }
+    }
   }
 
   /** Averages BN moving statistics across replicas so they all hold the same ones. */

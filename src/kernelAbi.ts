@@ -22,8 +22,10 @@ export interface KernelAbi {
   gather_rows_f32(rows: number, rowLen: number, src: Ptr, idx: Ptr, dst: Ptr): void;
   /** dst[r] = src[idx[r]] (i32 labels). */
   gather_i32(rows: number, src: Ptr, idx: Ptr, dst: Ptr): void;
-  /** dst[0..n) += src[0..n) (gradient reduction across shards). */
-  add_f32(n: number, dst: Ptr, src: Ptr): void;
+  /** dst[0..n) = dst*sd + src*ss, products and sum each rounded (two shards' gradients). */
+  lincomb2_f32(n: number, dst: Ptr, sd: number, src: Ptr, ss: number): void;
+  /** dst[0..n) += src*s, product and sum each rounded (one more shard's gradients). */
+  axpy_f32(n: number, dst: Ptr, src: Ptr, s: number): void;
   /** dst[0..n) *= s. */
   scale_f32(n: number, dst: Ptr, s: number): void;
 

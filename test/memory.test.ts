@@ -68,23 +68,39 @@ describe("batch gathering and elementwise helpers", () => {
     a.expectGuards();
   });
 
-  it("add_f32 and scale_f32 match float32 arithmetic exactly on every tail", () => {
+  it("scale_f32, lincomb2_f32 and axpy_f32 match float32 arithmetic exactly on every tail", () => {
     const a = new TestArena();
+    // Shard shares of a batch (e.g. 21/64): not exact in f32, so every rounding shows.
+    const [s0, s1, s2] = [21 / 64, 43 / 64, -0.37].map(Math.fround);
     for (const n of TAIL_SIZES) {
       a.reset();
-      const x = uniform(n, n + 1, -3, 3);
-      const y = uniform(n, n + 2, -3, 3);
-      const dst = a.f32(n, x, "dst");
-      const src = a.f32(n, y, "src");
-      const twin = a.f32(n, x, "twin");
-      a.abi.add_f32(n, dst, src);
-      a.k.twin("add_f32")(n, twin, src);
-      const sum = x.map((v, i) => Math.fround(v + y[i]));
-      expectSameBits(a.read(dst, n), sum, `add n=${n}`);
-      expectSameBits(a.read(twin, n), sum, `add twin n=${n}`);
+      const g0 = uniform(n, n + 1, -3, 3);
+      const g1 = uniform(n, n + 2, -3, 3);
+      const g2 = uniform(n, n + 3, -3, 3);
+      const dst = a.f32(n, g0, "dst");
+      const src = a.f32(n, g1, "src");
+      const twin = a.f32(n, g0, "twin");
+      // Two shards in one pass: g0*s0 + g1*s1, each product rounded, then the sum.
+      a.abi.lincomb2_f32(n, dst, s0, src, s1);
+      a.k.twin("lincomb2_f32")(n, twin, s0, src, s1);
+      const two = g0.map((v, i) => Math.fround(Math.fround(v * s0) + Math.fround(g1[i] * s1)));
+      expectSameBits(a.read(dst, n), two, `lincomb2 n=${n}`);
+      expectSameBits(a.read(twin, n), two, `lincomb2 twin n=${n}`);
+      // The other replica computes the same sum from the other side: the same bits.
+      const mine = a.f32(n, g1, "mine");
+      const other = a.f32(n, g0, "other");
+      a.abi.lincomb2_f32(n, mine, s1, other, s0);
+      expectSameBits(a.read(mine, n), two, `lincomb2 swapped n=${n}`);
+      // A third shard: acc + g2*s2.
+      const third = a.f32(n, g2, "third");
+      a.abi.axpy_f32(n, dst, third, s2);
+      a.k.twin("axpy_f32")(n, twin, third, s2);
+      const three = two.map((v, i) => Math.fround(v + Math.fround(g2[i] * s2)));
+      expectSameBits(a.read(dst, n), three, `axpy n=${n}`);
+      expectSameBits(a.read(twin, n), three, `axpy twin n=${n}`);
       a.abi.scale_f32(n, dst, -0.37);
       a.k.twin("scale_f32")(n, twin, -0.37);
-      const scaled = sum.map((v) => Math.fround(v * Math.fround(-0.37)));
+      const scaled = three.map((v) => Math.fround(v * Math.fround(-0.37)));
       expectSameBits(a.read(dst, n), scaled, `scale n=${n}`);
       expectSameBits(a.read(twin, n), scaled, `scale twin n=${n}`);
       a.expectGuards(`n=${n}`);
