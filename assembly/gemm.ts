@@ -302,6 +302,8 @@ function macroKernel(
       if (i0 == 0 && j0 + 16 <= fuseEnd) {
         // The same loop, also copying row k of the next B panel from B into its packed slot:
         // its loads from L2/L3 overlap this tile's arithmetic instead of a pass of their own.
+        // A second copy of the k-step on purpose: a copy flag tested inside one loop, or a copy
+        // every tile makes, would cost every tile an instruction or four per k-step.
         let src = fuseSrc + ((<usize>(j0 + 8)) << 2);
         let dst = pb + bPanelBytes;
         while (a < aEnd) {
