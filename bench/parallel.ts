@@ -69,18 +69,28 @@ export async function runParallelBench(
   const turns = new Turns();
   const runs = configs.map(async (workers) => {
     await turns.acquire(); // held from the pool's start-up through its first epoch
-    const epochs = 1 + timed;
-    const r = await fitParallel(cnnSpec(), x, y, {
-      workers,
-      epochs,
-      batchSize: 64,
-      seed: 0,
-      onEpochEnd: async (log) => {
-        turns.release();
-        if (log.epoch < epochs - 1) await turns.acquire();
-      },
-    });
-    return r.history.slice(1).map((h) => h.samplesPerSecond);
+    let holding = true;
+    try {
+      const epochs = 1 + timed;
+      const r = await fitParallel(cnnSpec(), x, y, {
+        workers,
+        epochs,
+        batchSize: 64,
+        seed: 0,
+        onEpochEnd: async (log) => {
+          turns.release();
+          holding = false;
+          if (log.epoch < epochs - 1) {
+            await turns.acquire();
+            holding = true;
+          }
+        },
+      });
+      return r.history.slice(1).map((h) => h.samplesPerSecond);
+    } finally {
+      // A failed run hands its turn on, so the other pool finishes and the process can exit.
+      if (holding) turns.release();
+    }
   });
   const perConfig = await Promise.all(runs);
   const rows: ParallelBenchRow[] = configs.map((workers, i) => {
