@@ -550,10 +550,11 @@ export function gemm_f32(
   const bRow = (<usize>rsB) << 2;
   const bCol = (<usize>csB) << 2;
   const direct = csB == 1 && M <= DIRECT_B_MAX_M;
-  // NN with at least two full panels: B is packed inside the first row block's tiles.
-  const fuse = !direct && csB == 1 && minI32(N, NC) >= 16;
   for (let jc = 0; jc < N; jc += NC) {
     const nc = minI32(NC, N - jc);
+    // NN with at least two full panels in this block: B is packed inside the first row block's
+    // tiles (macroKernel), all but the first panel and the N tail.
+    const fuse = !direct && csB == 1 && nc >= 16;
     // At least one slice even when K == 0, so the epilogue (C = clamp(bias)) still runs.
     let pc = 0;
     do {
@@ -561,23 +562,10 @@ export function gemm_f32(
       const last = pc + kc >= K;
       const addC = pc > 0 || accumulate != 0;
       const bSlice = B + <usize>pc * bRow + <usize>jc * bCol;
-      if (direct) {
-        // Only the N tail (nc % 8 columns) is packed, into its panel's slot.
-        const nFull = nc & ~7;
-        if (nFull < nc) {
-          packB(
-            kc,
-            nc - nFull,
-            bSlice + <usize>nFull * bCol,
-            rsB,
-            csB,
-            packedB + <usize>(nFull >> 3) * ((<usize>kc) << 5),
-          );
-        }
-      } else if (fuse) {
-        // Only the first panel and the N tail are packed here; the first tile of each full panel
-        // packs the next one (macroKernel).
-        packB(kc, 8, bSlice, rsB, csB, packedB);
+      if (direct || fuse) {
+        // Only the N tail (nc % 8 columns) is packed, into its panel's slot, and with fused
+        // packing the first panel (the first tile of each full panel packs the next one).
+        if (fuse) packB(kc, 8, bSlice, rsB, csB, packedB);
         const nFull = nc & ~7;
         if (nFull < nc) {
           packB(

@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import { defaultDataDir, packageRoot, readIdxDataset } from "../src/node/readDataset.js";
 import { benchModel, tfjsFoldedModel } from "./inference.js";
 import { useTfjsWasm } from "./tfjsBaseline.js";
+import { median } from "./stats.js";
 
 export type ColdRuntime = "bare" | "edgenn" | "ort" | "tfjs";
 
@@ -53,11 +54,6 @@ function timeSpawn(args: string[]): Promise<{ ms: number; line: string }> {
       if (!done) reject(new Error(`cold-start child ${args.join(" ")} exited ${code}: ${err}`));
     });
   });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** Writes each runtime's model file for `name` and one test image into dir. */

@@ -287,13 +287,15 @@ async function measure(
   const peakMaddSamples = ks.map((): number[] => []);
   const caseSamples = cases.map(() => ks.map((): number[] => []));
   const pool = (into: number[][], add: number[][]) => add.forEach((s, i) => into[i].push(...s));
-  for (let r = 0; r < rounds; r++) {
+  const samplePeaks = () => {
     pool(peakSamples, timeSamples(peakFns("simd_peak_f32"), perRound * 2));
     pool(peakMaddSamples, timeSamples(peakFns("simd_peak_madd_f32"), perRound * 2));
+  };
+  for (let r = 0; r < rounds; r++) {
+    samplePeaks();
     cases.forEach((c, j) => pool(caseSamples[j], timeSamples(c.fns, perRound)));
   }
-  pool(peakSamples, timeSamples(peakFns("simd_peak_f32"), perRound * 2));
-  pool(peakMaddSamples, timeSamples(peakFns("simd_peak_madd_f32"), perRound * 2));
+  samplePeaks();
   const peak = peakSamples.map((s) => (iters * 96) / Math.min(...s) / 1e6);
   const peakMadd = peakMaddSamples.map((s) => (iters * 96) / Math.min(...s) / 1e6);
   const gemmRows: GemmBenchRow[][] = cases.map((c, j) =>

@@ -9,6 +9,7 @@
 import { fitParallel } from "../src/node/fitParallel.js";
 import type { Dataset } from "../src/dataset.js";
 import { cnnSpec } from "../src/referenceModels.js";
+import { median } from "./stats.js";
 
 export interface ParallelBenchRow {
   workers: number;
@@ -50,11 +51,6 @@ class Turns {
     if (next) next();
     else this.busy = false;
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 export async function runParallelBench(

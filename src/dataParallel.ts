@@ -252,6 +252,8 @@ export class Replica {
    */
   private reduceGradients(step: number, b: number, ownComputed: boolean): void {
     const { model: m, transport: t, world, rank } = this;
+    // One replica: its shard is the whole batch (share 1), its gradients are the sum already.
+    if (world === 1) return;
     const k = m.kernels;
     const abi = k.abi;
     const P = t.paramFloats;
@@ -260,9 +262,7 @@ export class Replica {
     const share = (r: number) => shardOf(b, r, world).rows / b;
     // An empty shard's block holds an earlier step's gradients; its slot holds the zeros it sent.
     if (!ownComputed) f.fill(0, gradPtr >>> 2, (gradPtr >>> 2) + P);
-    if (world === 1) {
-      abi.scale_f32(P, gradPtr, share(0));
-    } else if (world === 2) {
+    if (world === 2) {
       // One pass: mine*s_mine + other*s_other. IEEE addition commutes, so both replicas get the
       // bits of g0*s0 + g1*s1.
       const other = 1 - rank;

@@ -472,7 +472,6 @@ function opScratch(k: KernelAbi, op: EnnOp, inShape: number[], B: number): numbe
   return 0;
 }
 
-/** Writes one sample (flat, or nested exactly to `shape`) into out at `at`; checks every value. */
 const CRC_CHUNK = 65536;
 
 /**
@@ -503,6 +502,7 @@ export function kernelFileChecks(k: Kernels): FileChecks {
   };
 }
 
+/** Writes one sample (flat, or nested exactly to `shape`) into out at `at`; checks every value. */
 export function flattenSample(
   sample: unknown,
   shape: readonly number[],

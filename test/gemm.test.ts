@@ -273,6 +273,13 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
       },
       9,
     );
+    // NN past the NC block by less than a panel (1029 = 1024 + 5): the fused packing of the first
+    // block, none in the 5-column one.
+    runCase(
+      k,
+      { M: 9, N: 1029, K: 40, layout: "NN", bias: true, clamp: true, accumulate: false, ldcPad: 0 },
+      11,
+    );
     // Four slices (961 = 241 + 240 + 240 + 240) with a short M tail.
     runCase(
       k,
