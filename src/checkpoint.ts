@@ -10,7 +10,7 @@
 //   end-4 u32    CRC-32 of every byte before it
 import { crc32 } from "./crc32.js";
 import type { Kernels } from "./kernels.js";
-import { Model, type LossName } from "./model.js";
+import { Model, type EpochProgress, type LossName } from "./model.js";
 import { optimizerSlots, type ResolvedOptimizer } from "./optimizer.js";
 import { resolveSpec, type ModelSpec } from "./spec.js";
 
@@ -37,6 +37,8 @@ interface CheckpointHeader {
   step: number;
   shuffleRng: number[];
   dropoutRng: number[];
+  /** Present when a cancel stopped training inside an epoch (Model.epochProgress). */
+  epochProgress?: EpochProgress;
   tensors: TensorEntry[];
 }
 
@@ -85,6 +87,7 @@ export function saveCheckpoint(model: Model, producer = "edgenn"): Uint8Array {
     step: model.step,
     shuffleRng: model.shuffleRng.getState(),
     dropoutRng: Array.from(model.getDropoutRngState()),
+    ...(model.epochProgress ? { epochProgress: model.epochProgress } : {}),
     tensors: table,
   };
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -187,6 +190,8 @@ export function restoreCheckpoint(model: Model, bytes: Uint8Array): void {
     header.step < 0
   )
     throw new CheckpointError("checkpoint epoch/step are not non-negative integers");
+  const progress =
+    header.epochProgress === undefined ? undefined : checkProgress(header.epochProgress);
   model.epoch = header.epoch;
   model.step = header.step;
   try {
@@ -195,6 +200,45 @@ export function restoreCheckpoint(model: Model, bytes: Uint8Array): void {
   } catch (e) {
     throw new CheckpointError(`checkpoint RNG state is invalid: ${(e as Error).message}`);
   }
+  model.epochProgress = progress;
+}
+
+/** Validates a checkpoint's epoch position (written by saveCheckpoint after a cancel). */
+function checkProgress(p: unknown): EpochProgress {
+  const bad = (why: string): never => {
+    throw new CheckpointError(`checkpoint epoch position is invalid: ${why}`);
+  };
+  if (typeof p !== "object" || p === null) return bad("not an object");
+  const o = p as Record<string, unknown>;
+  const int = (k: string, min: number) => {
+    const v = o[k];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) bad(`${k} is ${String(v)}`);
+    return v as number;
+  };
+  const samples = int("samples", 1);
+  const batchSize = int("batchSize", 1);
+  const batch = int("batch", 1);
+  if (batch >= Math.ceil(samples / batchSize)) bad(`batch ${batch} is past the epoch's end`);
+  const correct = int("correct", 0);
+  const lossSum = o.lossSum;
+  if (typeof lossSum !== "number" || !Number.isFinite(lossSum)) bad("lossSum is not finite");
+  if (typeof o.shuffle !== "boolean") bad("shuffle is not a boolean");
+  const rng = o.shuffleRng;
+  if (
+    !Array.isArray(rng) ||
+    rng.length !== 4 ||
+    rng.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff)
+  )
+    bad("shuffleRng is not four u32 values");
+  return {
+    shuffleRng: (rng as number[]).slice(),
+    batch,
+    samples,
+    batchSize,
+    shuffle: o.shuffle as boolean,
+    lossSum: lossSum as number,
+    correct,
+  };
 }
 
 function resolveSpecSafe(spec: ModelSpec): ModelSpec {

@@ -45,6 +45,21 @@ export interface ModelOptions {
 }
 
 /** Per-batch-size memory plan. */
+/** Where a cancelled fit() stopped inside an epoch (Model.epochProgress; kept in checkpoints). */
+export interface EpochProgress {
+  /** The shuffle RNG's state before the epoch drew its permutation (it is drawn again). */
+  shuffleRng: number[];
+  /** Batches of the epoch already trained. */
+  batch: number;
+  /** The run's sample count, batch size and shuffle flag: only a fit with the same continues. */
+  samples: number;
+  batchSize: number;
+  shuffle: boolean;
+  /** The epoch's sums so far (sample-weighted loss, correct predictions), for its log. */
+  lossSum: number;
+  correct: number;
+}
+
 export interface BatchPlan {
   batch: number;
   /** [B, ...inputShape] */
@@ -97,7 +112,16 @@ export class Model {
   step = 0;
   /** Host RNG for shuffling. */
   readonly shuffleRng: Rng;
+  /**
+   * Where a cancelled `fit` stopped inside an epoch (saved in checkpoints): the next `fit` with the
+   * same data and batch size continues that epoch, in the same order, from the next batch.
+   */
+  epochProgress: EpochProgress | undefined = undefined;
+  /** Set while a fit() runs on this model (a second one at the same time is refused). */
+  training = false;
   private readonly plans = new Map<number, BatchPlan>();
+  /** End of the data set placeData copied in; plans made while it is live go above it. */
+  private dataEnd = 0;
   private readonly stateBlock: { ptr: number; bytes: number };
 
   constructor(
@@ -239,7 +263,9 @@ export class Model {
     const cached = this.plans.get(batch);
     if (cached) return cached;
     const k = this.kernels.abi;
-    const a = new ArenaPlanner(this.fixedEnd);
+    // A plan never overlaps a placed data set: a predict() or evaluate() with a new batch size in
+    // the middle of fit() (from a callback) must not overwrite the training data.
+    const a = new ArenaPlanner(Math.max(this.fixedEnd, this.dataEnd));
     const B = batch;
     const x = a.f32("x", B * this.inputSize);
     const labels = a.i32("labels", B);
@@ -516,8 +542,9 @@ export class Model {
 
   /**
    * Plans every batch size in `batchSizes`, then copies a data set (rows of x, and i32 labels or
-   * f32 targets) above the largest plan, once, so training steps can gather batches in WASM.
-   * `extraBytes` more are reserved after the data. Returns the byte offsets.
+   * f32 targets) above every plan made so far, once, so training steps can gather batches in
+   * WASM. `extraBytes` more are reserved after the data. Plans made later (any batch size) go above
+   * the data, so the data stays intact until the next placeData. Returns the byte offsets.
    */
   placeData(
     batchSizes: Iterable<number>,
@@ -525,13 +552,16 @@ export class Model {
     y: Int32Array | Float32Array,
     extraBytes = 0,
   ): { x: number; y: number; extra: number } {
+    this.dataEnd = 0;
+    for (const b of batchSizes) this.plan(b);
     let top = this.fixedEnd;
-    for (const b of batchSizes) top = Math.max(top, this.plan(b).end);
+    for (const p of this.plans.values()) top = Math.max(top, p.end);
     const k = this.kernels;
     const dataX = alignUp(top);
     const dataY = alignUp(dataX + x.length * 4);
     const extra = alignUp(dataY + y.length * 4);
-    k.ensure(extra + extraBytes);
+    this.dataEnd = alignUp(extra + extraBytes);
+    k.ensure(this.dataEnd);
     k.f32.set(x, dataX >>> 2);
     if (y instanceof Int32Array) k.i32.set(y, dataY >>> 2);
     else k.f32.set(y, dataY >>> 2);

@@ -36,9 +36,10 @@ export interface RecalibrationReport {
 
 export function recalibrateBatchNorm(
   model: Model,
-  x: Float32Array,
+  xIn: Float32Array | number[],
   options: RecalibrateOptions = {},
 ): RecalibrationReport {
+  const x = xIn instanceof Float32Array ? xIn : Float32Array.from(xIn);
   const N = model.checkInputs(x, "x");
   const bnLayers = model.layers.flatMap((rt, i) => (rt.l.spec.type === "batchNorm" ? [i] : []));
   if (bnLayers.length === 0) return { layers: [], samples: 0 };

@@ -33,7 +33,7 @@ export interface EpochLog {
   accuracy: number;
   valLoss?: number;
   valAccuracy?: number;
-  /** Training time of the epoch (without validation). */
+  /** Training time of the epoch in this fit call (without validation; a continued epoch counts its rest). */
   seconds: number;
   samplesPerSecond: number;
 }
@@ -51,7 +51,12 @@ export interface FitOptions {
   onBatchEnd?: (progress: BatchProgress) => void;
   /** Called after every epoch; may be async (e.g. to write a checkpoint) and is awaited. */
   onEpochEnd?: (log: EpochLog) => void | Promise<void>;
-  /** Aborting stops training within one batch; the model stays usable. */
+  /**
+   * Aborting stops training within one batch; the model stays usable. A cancel inside an epoch
+   * leaves `model.epochProgress` (checkpoints keep it): the next fit with the same data, batch
+   * size and shuffle flag continues that epoch from the next batch, in the same order, exactly as
+   * an uninterrupted run; with other data (or a `seed`) the interrupted epoch starts over.
+   */
   signal?: AbortSignal;
   /** Refuse to train a model whose layer order has lint warnings (they become errors). */
   strict?: boolean;
@@ -109,7 +114,16 @@ export function prepareLabels(model: Model, y: Labels, N: number, what = "y"): P
     }
     return { sparse: true, data: out };
   }
-  if (len === N * C && (isFloat || loss !== "sparseCategoricalCrossentropy" || C === 1)) {
+  if (len === N * C && !isFloat && loss === "sparseCategoricalCrossentropy" && C > 1) {
+    // Integers, as many as one-hot rows need: one-hot only if every value is 0 or 1 (anything else
+    // is more likely class labels for another number of samples).
+    for (let i = 0; i < len; i++)
+      if (y[i] !== 0 && y[i] !== 1)
+        throw new ModelError(
+          `${what} has ${len} values: not ${N} class labels, and not one-hot rows for ${N} samples x ${C} classes either (${what}[${i}] = ${y[i]}, one-hot values are 0 or 1)`,
+        );
+  }
+  if (len === N * C) {
     const out = Float32Array.from(y as ArrayLike<number>);
     for (let i = 0; i < out.length; i++)
       if (!Number.isFinite(out[i])) throw new ModelError(`${what}[${i}] = ${out[i]} is not finite`);
@@ -128,10 +142,11 @@ const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 /** Loss and accuracy in inference mode (BN moving statistics, dropout off). */
 export function evaluate(
   model: Model,
-  x: Float32Array,
+  xIn: Float32Array | number[],
   y: Labels,
   options: { batchSize?: number } = {},
 ): { loss: number; accuracy: number } {
+  const x = xIn instanceof Float32Array ? xIn : Float32Array.from(xIn);
   const N = model.checkInputs(x, "x");
   if (N === 0) throw new ModelError("evaluate needs at least one sample");
   const labels = prepareLabels(model, y, N);
@@ -156,9 +171,28 @@ export function evaluate(
 
 export async function fit(
   model: Model,
-  x: Float32Array,
+  x: Float32Array | number[],
   y: Labels,
   options: FitOptions = {},
+): Promise<History> {
+  // Two runs interleaving their steps at yields would corrupt each other's updates and data.
+  if (model.training)
+    throw new ModelError(
+      "fit is already running on this model; await it (or cancel it with its signal) before starting another",
+    );
+  model.training = true;
+  try {
+    return await fitRun(model, x instanceof Float32Array ? x : Float32Array.from(x), y, options);
+  } finally {
+    model.training = false;
+  }
+}
+
+async function fitRun(
+  model: Model,
+  x: Float32Array,
+  y: Labels,
+  options: FitOptions,
 ): Promise<History> {
   if (options.strict) {
     const findings = lintLayerOrder(model.resolved, { strict: true });
@@ -175,7 +209,11 @@ export async function fit(
     throw new ModelError(`batchSize must be a positive integer, got ${options.batchSize}`);
   const shuffle = options.shuffle ?? true;
   const yieldEvery = options.yieldEveryMs ?? 50;
-  if (options.seed !== undefined) model.reseed(options.seed);
+  if (options.seed !== undefined) {
+    // A reseeded run starts afresh: an interrupted epoch is not continued.
+    model.reseed(options.seed);
+    model.epochProgress = undefined;
+  }
   let val: [Float32Array, Labels] | undefined;
   if (options.validationData) {
     const [vx, vy] = options.validationData;
@@ -213,14 +251,43 @@ export async function fit(
   let lastYield = now();
 
   for (let epoch = model.epoch; epoch < epochs; epoch++) {
+    // A cancel between epochs stops before the next permutation is drawn.
+    if (options.signal?.aborted) {
+      history.cancelled = true;
+      return history;
+    }
+    // An epoch a cancel interrupted continues where it stopped when the data and batch size are
+    // the run's; otherwise it starts over (its permutation drawn from the same RNG state).
+    const resume = model.epochProgress;
+    model.epochProgress = undefined;
+    if (resume) model.shuffleRng.setState(resume.shuffleRng);
+    const same =
+      resume !== undefined &&
+      resume.samples === N &&
+      resume.batchSize === B &&
+      resume.shuffle === shuffle;
+    const epochRng = model.shuffleRng.getState();
     for (let i = 0; i < N; i++) perm[i] = i;
     if (shuffle) model.shuffleRng.shuffle(perm);
-    let lossSum = 0;
-    let right = 0;
-    let seen = 0;
+    const first = same ? resume.batch : 0;
+    let lossSum = same ? resume.lossSum : 0;
+    let right = same ? resume.correct : 0;
+    let seen = first * B;
+    let seenHere = 0;
     let trainMs = 0;
-    for (let bi = 0; bi < batches; bi++) {
+    for (let bi = first; bi < batches; bi++) {
       if (options.signal?.aborted) {
+        if (bi > 0)
+          model.epochProgress = {
+            shuffleRng: epochRng,
+            batch: bi,
+            samples: N,
+            batchSize: B,
+            shuffle,
+            lossSum,
+            correct: right,
+          };
+        else model.shuffleRng.setState(epochRng);
         history.cancelled = true;
         return history;
       }
@@ -250,12 +317,13 @@ export async function fit(
       lossSum += loss * b;
       right += correct[0];
       seen += b;
+      seenHere += b;
       if (options.onBatchEnd) {
         progress.epoch = epoch;
         progress.batch = bi;
         progress.loss = lossSum / seen;
         progress.accuracy = right / seen;
-        progress.samplesPerSecond = (seen * 1000) / trainMs;
+        progress.samplesPerSecond = (seenHere * 1000) / trainMs;
         progress.etaSeconds = (N - seen) / progress.samplesPerSecond;
         options.onBatchEnd(progress);
       }
@@ -270,7 +338,7 @@ export async function fit(
       loss: lossSum / N,
       accuracy: right / N,
       seconds: trainMs / 1000,
-      samplesPerSecond: (N * 1000) / trainMs,
+      samplesPerSecond: (seenHere * 1000) / trainMs,
     };
     if (val) {
       const r = evaluate(model, val[0], val[1]);

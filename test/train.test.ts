@@ -158,6 +158,25 @@ describe("training", () => {
     expect(() => m.predict(new Float32Array(10))).toThrow(ModelError);
   });
 
+  it("one-hot labels as integers train exactly as float ones; integers that are not 0/1 are refused", async () => {
+    const [x, y] = slice(train, 96);
+    const hot = new Uint8Array(96 * 10);
+    y.forEach((c, i) => (hot[i * 10 + c] = 1));
+    const a = new Model(loadKernels(), small, { seed: 6 });
+    const b = new Model(loadKernels(), small, { seed: 6 });
+    await fit(a, x, Float32Array.from(hot), { epochs: 1, batchSize: 32 });
+    await fit(b, x, hot, { epochs: 1, batchSize: 32 });
+    expect(weightsEqual(a, b)).toBe(true);
+    // 960 class indices for 96 samples x 10 classes: labels for other data, not one-hot rows.
+    const labels = Int32Array.from({ length: 960 }, (_, i) => i % 10);
+    // Plain number arrays work wherever a Float32Array does.
+    const [tx, ty] = slice(test, 50);
+    expect(evaluate(b, Array.from(tx), Array.from(ty))).toEqual(evaluate(b, tx, ty));
+    await expect(fit(b, x, labels)).rejects.toThrow(
+      /y has 960 values: not 96 class labels, and not one-hot rows for 96 samples x 10 classes either \(y\[2\] = 2/,
+    );
+  });
+
   it("a training step and a prediction leave the memory plan untouched", async () => {
     const [x, y] = slice(train, 256);
     const m = new Model(loadKernels(), mlpSpec(), { seed: 2 });
@@ -189,6 +208,127 @@ describe("training", () => {
     expect(m.step).toBe(4);
     const r = evaluate(m, ...slice(test, 100));
     expect(Number.isFinite(r.loss)).toBe(true);
+  });
+
+  it("a cancel inside an epoch, then a checkpoint, resumes exactly as an uninterrupted run", async () => {
+    const [x, y] = slice(train, 250); // 8 batches of 32, the last partial
+    const opts = { optimizer: { type: "adam" as const, learningRate: 2e-3 }, seed: 9 };
+    const whole = new Model(loadKernels(), small, opts);
+    const wholeH = await fit(whole, x, y, { epochs: 3, batchSize: 32 });
+
+    // Stop in the middle of epoch 2 (0-based 1), save, load into a fresh model, continue.
+    const first = new Model(loadKernels(), small, opts);
+    const ac = new AbortController();
+    const h1 = await fit(first, x, y, {
+      epochs: 3,
+      batchSize: 32,
+      signal: ac.signal,
+      onBatchEnd: (p) => {
+        if (p.epoch === 1 && p.batch === 4) ac.abort();
+      },
+    });
+    expect(h1.cancelled).toBe(true);
+    expect(first.epoch).toBe(1);
+    expect(first.epochProgress?.batch).toBe(5);
+    const resumed = loadCheckpoint(saveCheckpoint(first), loadKernels());
+    expect(resumed.epochProgress).toEqual(first.epochProgress);
+    const h2 = await fit(resumed, x, y, { epochs: 3, batchSize: 32 });
+    expect(h2.cancelled).toBe(false);
+    expect(resumed.step).toBe(whole.step);
+    expect(weightsEqual(resumed, whole)).toBe(true);
+    expect(resumed.epochProgress).toBeUndefined();
+    // The continued epoch's log covers the whole epoch, as the uninterrupted run's does.
+    expect(h2.epochs.map((e) => e.epoch)).toEqual([1, 2]);
+    expect(h2.epochs[0].loss).toBe(wholeH.epochs[1].loss);
+    expect(h2.epochs[0].accuracy).toBe(wholeH.epochs[1].accuracy);
+  });
+
+  it("a cancel between epochs resumes exactly; another batch size starts the interrupted epoch over", async () => {
+    const [x, y] = slice(train, 200);
+    const whole = new Model(loadKernels(), small, { seed: 4 });
+    await fit(whole, x, y, { epochs: 3, batchSize: 32 });
+
+    const m = new Model(loadKernels(), small, { seed: 4 });
+    const ac = new AbortController();
+    const h = await fit(m, x, y, {
+      epochs: 3,
+      batchSize: 32,
+      signal: ac.signal,
+      onEpochEnd: (log) => {
+        if (log.epoch === 0) ac.abort(); // "stop after this epoch"
+      },
+    });
+    expect(h.cancelled).toBe(true);
+    expect(m.epoch).toBe(1);
+    expect(m.epochProgress).toBeUndefined();
+    await fit(m, x, y, { epochs: 3, batchSize: 32 });
+    expect(m.step).toBe(whole.step);
+    expect(weightsEqual(m, whole)).toBe(true);
+
+    // Interrupted, then continued with another batch size: the epoch runs again in full.
+    const other = new Model(loadKernels(), small, { seed: 4 });
+    const ac2 = new AbortController();
+    await fit(other, x, y, {
+      epochs: 1,
+      batchSize: 32,
+      signal: ac2.signal,
+      onBatchEnd: (p) => p.batch === 2 && ac2.abort(),
+    });
+    expect(other.step).toBe(3);
+    expect(other.epochProgress?.batch).toBe(3);
+    await fit(other, x, y, { epochs: 1, batchSize: 50 });
+    expect(other.step).toBe(3 + 4);
+    expect(other.epoch).toBe(1);
+    expect(other.epochProgress).toBeUndefined();
+  });
+
+  it("rejects a checkpoint whose epoch position is invalid", () => {
+    const m = new Model(loadKernels(), small, { seed: 1 });
+    m.epochProgress = {
+      shuffleRng: [1, 2, 3, 4],
+      batch: 9,
+      samples: 100,
+      batchSize: 32,
+      shuffle: true,
+      lossSum: 1,
+      correct: 0,
+    };
+    expect(() => loadCheckpoint(saveCheckpoint(m), loadKernels())).toThrow(
+      /epoch position is invalid: batch 9 is past the epoch's end/,
+    );
+  });
+
+  it("predict and evaluate inside fit's callbacks leave the training data and the run unchanged", async () => {
+    const [x, y] = slice(train, 300);
+    const [tx, ty] = slice(test, 200);
+    const plain = new Model(loadKernels(), small, { seed: 3 });
+    const h0 = await fit(plain, x, y, { epochs: 3, batchSize: 32 });
+    // New batch sizes (200 rows, 7 rows) planned mid-run must not land on the copied data set.
+    const busy = new Model(loadKernels(), small, { seed: 3 });
+    const h1 = await fit(busy, x, y, {
+      epochs: 3,
+      batchSize: 32,
+      onBatchEnd: (p) => {
+        if (p.batch === 2) busy.predict(tx.subarray(0, 7 * 784));
+      },
+      onEpochEnd: () => {
+        busy.predict(tx);
+        evaluate(busy, tx, ty);
+      },
+    });
+    expect(h1.epochs.map((e) => e.loss)).toEqual(h0.epochs.map((e) => e.loss));
+    expect(weightsEqual(busy, plain)).toBe(true);
+  });
+
+  it("refuses a second fit on a model while one runs", async () => {
+    const [x, y] = slice(train, 200);
+    const m = new Model(loadKernels(), small, { seed: 1 });
+    const running = fit(m, x, y, { epochs: 2, batchSize: 32, yieldEveryMs: 0 });
+    await expect(fit(m, x, y, { epochs: 3 })).rejects.toThrow(/fit is already running/);
+    await running;
+    expect(m.epoch).toBe(2);
+    await fit(m, x, y, { epochs: 3, batchSize: 32 }); // allowed once the first has finished
+    expect(m.epoch).toBe(3);
   });
 
   it("the reference mlp learns the bundled Fashion-MNIST subset (>= 0.80 test accuracy in 3 epochs)", async () => {
