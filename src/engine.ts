@@ -515,8 +515,13 @@ export function flattenSample(
     throw new InferenceError(`${what} must be an array of numbers, got ${typeof sample}`);
   let pos = at;
   const put = (v: unknown, path: string) => {
-    if (typeof v !== "number" || !Number.isFinite(v))
-      throw new InferenceError(`${what}${path} must be a finite number, got ${JSON.stringify(v)}`);
+    // Math.fround: a finite double beyond float32's range (1e39) would become Infinity.
+    if (typeof v !== "number" || !Number.isFinite(Math.fround(v)))
+      throw new InferenceError(
+        typeof v === "number" && Number.isFinite(v)
+          ? `${what}${path} is ${v}, outside float32's range (±3.4028235e38)`
+          : `${what}${path} must be a finite number, got ${typeof v === "number" ? String(v) : JSON.stringify(v)}`,
+      );
     out[pos++] = v;
   };
   if (sample.length === n && sample.every((v) => !Array.isArray(v))) {

@@ -34,7 +34,8 @@ export type ClientErrorCode =
   | "invalid_request"
   | "invalid_number"
   | "wrong_sample_length"
-  | "empty_batch";
+  | "empty_batch"
+  | "non_finite_output";
 
 /** A request the client got wrong: becomes a 4xx answer, never a 5xx. */
 export class ClientError extends Error {
@@ -247,6 +248,15 @@ async function predictResponse(
     const y = engine.predict(x.subarray(s * engine.inputSize, (s + b) * engine.inputSize), b);
     for (let i = 0; i < b; i++) {
       const row = Array.from(y.subarray(i * C, (i + 1) * C));
+      // JSON has no NaN or Infinity, and no class can be picked from them: finite inputs far outside
+      // what the model was trained on can overflow float32 inside the network.
+      const bad = row.find((v) => !Number.isFinite(v));
+      if (bad !== undefined)
+        throw new ClientError(
+          422,
+          "non_finite_output",
+          `sample ${s + i}: the model's output is not finite (${bad}); its inputs overflow float32 inside the network (are they scaled as in training?)`,
+        );
       let best = 0;
       for (let j = 1; j < C; j++) if (row[j] > row[best]) best = j;
       outputs.push(row);
@@ -366,11 +376,14 @@ function writeSample(
   const n = size(shape);
   let pos = at;
   const put = (v: unknown, path: string) => {
-    if (typeof v !== "number" || !Number.isFinite(v))
+    // Math.fround: a finite double beyond float32's range (1e39) would become Infinity.
+    if (typeof v !== "number" || !Number.isFinite(Math.fround(v)))
       throw new ClientError(
         400,
         "invalid_number",
-        `${what}${path} must be a finite number, got ${JSON.stringify(v) ?? typeOf(v)}`,
+        typeof v === "number" && Number.isFinite(v)
+          ? `${what}${path} is ${v}, outside float32's range (±3.4028235e38)`
+          : `${what}${path} must be a finite number, got ${typeof v === "number" ? String(v) : (JSON.stringify(v) ?? typeOf(v))}`,
       );
     out[pos++] = v;
   };

@@ -227,6 +227,30 @@ describe("edgenn serve: every client mistake is a 4xx JSON answer", () => {
     for (const [r, status, error] of cases) await expectClientError(r, status, error);
   });
 
+  it("values beyond float32's range: 400 at the input, 422 when finite inputs overflow the model", async () => {
+    // 1e39 is a finite double but Infinity as a float32; "1e999" parses to Infinity itself.
+    const big = await expectClientError(
+      postJson({ inputs: [[1e39, ...x.slice(1)]] }),
+      400,
+      "invalid_number",
+    );
+    expect(big.body.detail).toMatch(/sample 0\[0\] is 1e\+39, outside float32's range/);
+    const inf = await expectClientError(
+      postJson(JSON.stringify({ inputs: x }).replace(/^\{"inputs":\[[^,]+/, '{"inputs":[1e999')),
+      400,
+      "invalid_number",
+    );
+    expect(inf.body.detail).toMatch(/got Infinity/);
+    // -1e38 is a valid float32, but 784 of them overflow the first dense layer: no class to name.
+    for (const r of [
+      postJson({ inputs: [x, new Array(784).fill(-1e38)] }),
+      postBinary(new Float32Array(784).fill(-1e38)),
+    ]) {
+      const { body } = await expectClientError(r, 422, "non_finite_output");
+      expect(body.detail).toMatch(/^sample \d: the model's output is not finite/);
+    }
+  });
+
   it("a body over the limit streamed without a length: 413 before the client stops sending", async () => {
     let sent = 0;
     const chunk = new Uint8Array(64 * 1024);
