@@ -26,16 +26,17 @@ const USAGE = `usage:
                [--no-recalibrate-bn]
   edgenn lint SPEC.json|model.json|mlp|cnn [--json] [--strict]
   edgenn summary SPEC.json|model.json|mlp|cnn
-  edgenn export CKPT --out model.enn [--int8] [--logits]
+  edgenn export CKPT --out model.enn [--int8] [--logits] [--input-scale S] [--input-offset O] [--json]
   edgenn inspect model.enn [--json]
-  edgenn predict model.enn --input FILE.json [--json]
+  edgenn predict model.enn --input FILE.json [--json] [--raw] [--top K]
   edgenn import model.json [--out model.enn] [--int8] [--logits]   (TensorFlow.js / Keras layers model)
   edgenn serve model.enn [--port P] [--max-batch N] [--max-body BYTES]   (HTTP on 127.0.0.1)
   edgenn demo [--data DIR] [--epochs N]
 Data: a folder of IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
 t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); default: the bundled Fashion-MNIST subset.
 train recalibrates BatchNorm statistics after the last epoch (population statistics of 10,000
-training samples in inference mode; see README); --no-recalibrate-bn keeps Keras's moving averages.`;
+training samples in inference mode; see README); --no-recalibrate-bn keeps Keras's moving averages.
+train --resume continues a checkpoint's optimizer and random state (--optimizer/--lr/--seed refused).`;
 
 type Out = {
   log: (s: string) => void;
@@ -278,7 +279,7 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
             data: { type: "string" },
             epochs: { type: "string" },
             "batch-size": { type: "string" },
-            optimizer: { type: "string", default: "adam" },
+            optimizer: { type: "string" },
             lr: { type: "string" },
             seed: { type: "string" },
             out: { type: "string" },
@@ -287,7 +288,16 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
             "no-recalibrate-bn": { type: "boolean", default: false },
           },
         });
-        const opt = values.optimizer!;
+        const opt = values.optimizer ?? "adam";
+        if (values.resume !== undefined) {
+          const given = (["optimizer", "lr", "seed"] as const).filter(
+            (k) => values[k] !== undefined,
+          );
+          if (given.length)
+            throw new UsageError(
+              `${given.map((k) => `--${k}`).join(", ")} cannot be combined with --resume: a resumed run continues the checkpoint's optimizer (its learning rate and state) and its random-number state`,
+            );
+        }
         if (opt !== "adam" && opt !== "adamw" && opt !== "sgd")
           throw new UsageError(`--optimizer must be adam, adamw or sgd, got "${opt}"`);
         await runTrain(

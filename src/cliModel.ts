@@ -82,6 +82,10 @@ export function runExport(args: string[], out: CliOut): number {
       inputNormalization,
     });
     writeFileAtomic(values.out, bytes);
+    if (values.logits && !report.logits)
+      out.err(
+        "note: --logits changed nothing: the model does not end in softmax, so its outputs are exported as they are",
+      );
     if (values.json) out.log(JSON.stringify({ out: values.out, fileBytes: bytes.length, report }));
     else {
       out.log(formatReport(report, bytes.length));

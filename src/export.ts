@@ -45,7 +45,10 @@ export interface ExportableModel {
 export interface ExportOptions {
   /** Store Dense/Conv2D kernels as symmetric per-output-channel int8 (about a quarter the bytes). */
   int8?: boolean;
-  /** Drop a final softmax: the model outputs logits. */
+  /**
+   * Drop a final softmax: the model outputs logits. A model that does not end in softmax is
+   * exported unchanged, and its report says `logits: false`.
+   */
   logits?: boolean;
   /** Output labels (default: the model's). */
   labels?: string[];
@@ -532,7 +535,8 @@ export function exportModel(model: ExportableModel, options: ExportOptions = {})
     paramsAfter,
     bytesAfter,
     weights: options.int8 ? "int8" : "f32",
-    logits: options.logits === true,
+    // True only when a softmax was removed: the outputs really are logits.
+    logits: g.entries.some((e) => e.type === "softmax" && e.action === "removed"),
   };
   const labels = options.labels ?? model.resolved.labels;
   const content: EnnContent = {

@@ -366,8 +366,10 @@ class LayerOrderReview {
       if (t === "dropout" || t === "avgPool2d" || t === "globalAvgPool2d") continue;
       if (t === "flatten" || t === "maxPool2d") {
         // Max pooling commutes only with a positive scale; after a 3-D flatten BN keeps one
-        // statistic per position and channel, which a conv's shared kernels cannot absorb.
-        if (t === "maxPool2d" || l.inShape.length === 3) blocker = k;
+        // statistic per position and channel, which a conv's shared kernels cannot absorb (unless
+        // the map is 1x1: then positions are channels, and export folds through the flatten).
+        const spatial = l.inShape.length === 3 && l.inShape[0] * l.inShape[1] > 1;
+        if (t === "maxPool2d" || spatial) blocker = k;
         continue;
       }
       break;

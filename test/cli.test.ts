@@ -83,6 +83,12 @@ describe("edgenn CLI", () => {
     ).toBe(0);
     expect(r.lines.map((l) => JSON.parse(l).event)).toEqual(["epoch", "done"]);
     expect(JSON.parse(r.lines[0]).epoch).toBe(3);
+    // A resumed run keeps the checkpoint's optimizer and RNG state: new ones are refused, not ignored.
+    const z = capture();
+    expect(
+      await main(["train", "--epochs", "4", "--resume", ckpt, "--lr", "5", "--seed", "9"], z.out),
+    ).toBe(2);
+    expect(z.errs.join("\n")).toMatch(/--lr, --seed cannot be combined with --resume/);
   });
 
   it("draws a progress bar on a terminal and a line per epoch otherwise", async () => {

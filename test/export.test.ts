@@ -78,6 +78,23 @@ describe("foldBatchNorm: where each BatchNorm goes", () => {
     expect(report.entries.find((e) => e.layer === 3)).toMatchObject({ action: "removed" });
   });
 
+  it("logits: true on a model that does not end in softmax changes nothing and reports logits: false", () => {
+    const spec: ModelSpec = {
+      inputShape: [6],
+      layers: [
+        { type: "dense", units: 5 },
+        { type: "softmax" },
+        { type: "dense", units: 1 },
+        { type: "sigmoid" },
+      ],
+    };
+    const plain = exported(spec);
+    const asked = exported(spec, { logits: true });
+    expect(opsOf(asked.model)).toEqual(["dense+softmax", "dense+sigmoid"]);
+    expect(asked.report.logits).toBe(false);
+    expect(asked.report).toEqual(plain.report);
+  });
+
   it("a BN with no producer (first, after an activation, after pooling) folds forward into the next Dense", () => {
     const spec: ModelSpec = {
       inputShape: [4, 4, 2],

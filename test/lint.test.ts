@@ -290,6 +290,24 @@ describe("notes (info) on otherwise fine orders", () => {
     expect(hit.message).toContain("layer 1 (maxPool2d)");
   });
 
+  it("batchNorm after flatten: foldable from a 1x1 map (positions are channels), not from a larger one", () => {
+    const tiny = (size: number, ...rest: LayerSpec[]): ModelSpec => ({
+      inputShape: [size, size, 1],
+      layers: [
+        { type: "conv2d", filters: 8, kernelSize: size, padding: "valid" },
+        flatten,
+        bn,
+        ...rest,
+      ],
+    });
+    expect(lint(tiny(3, relu, dense(10), softmax)).map((f) => f.code)).not.toContain(
+      "batchnorm-not-foldable",
+    );
+    const { layers } = image(conv(8), flatten, bn, relu, dense(10), softmax);
+    const hit = info({ inputShape: [28, 28, 1], layers }, "batchnorm-not-foldable", 2);
+    expect(hit.message).toContain("after flatten");
+  });
+
   it("dropout on the raw input", () => {
     info(flat(dropout(0.2), dense(64), relu, dense(10), softmax), "dropout-first", 0);
   });
