@@ -61,6 +61,26 @@ function expectClose(
   }
 }
 
+/** Floats after every output buffer of the twin comparison; a kernel writing one overran. */
+const OUT_GUARDS = 16;
+const OUT_GUARD = -31337.75;
+
+/** n floats for a kernel's output, then OUT_GUARDS guard floats (a gap before the next buffer). */
+function guardedOutput(k: Kernels, mem: Bump, n: number): number {
+  const p = mem.floats(n + OUT_GUARDS);
+  k.f32.fill(OUT_GUARD, (p >> 2) + n, (p >> 2) + n + OUT_GUARDS);
+  return p;
+}
+
+/** The guard floats after an output of n floats are intact. */
+function expectOutputGuards(k: Kernels, p: number, n: number, what: string): void {
+  const f = k.f32;
+  for (let i = 0; i < OUT_GUARDS; i++) {
+    if (f[(p >> 2) + n + i] !== OUT_GUARD)
+      expect.fail(`${what}: wrote past its output (+${i * 4} bytes)`);
+  }
+}
+
 const CASES: Conv[] = [
   { N: 1, H: 1, W: 1, C: 1, KH: 1, KW: 1, SH: 1, SW: 1, F: 1, padding: "valid" },
   { N: 2, H: 5, W: 5, C: 1, KH: 3, KW: 3, SH: 1, SW: 1, F: 8, padding: "same" },
@@ -129,21 +149,43 @@ describe("conv2d NHWC: SIMD kernels vs scalar twins", () => {
         const bias = variant ? mem.random(F, r) : 0;
         const dy = mem.random(ny, r);
         const scratch = mem.scratch(k.abi.conv2d_scratch_bytes(...args));
-        const [y, yT] = [mem.floats(ny), mem.floats(ny)];
-        const [dx, dxT] = [mem.floats(nx), mem.floats(nx)];
-        const [dw, dwT] = [mem.floats(nw), mem.floats(nw)];
-        const [db, dbT] = [mem.floats(F), mem.floats(F)];
+        // Every output has guard floats after it, and the twins' outputs come after all the SIMD
+        // ones: an overrun cannot land in a buffer a later call rewrites before the comparison.
+        const out = (n: number): number => guardedOutput(k, mem, n);
+        const [y, dx, dw, db] = [out(ny), out(nx), out(nw), out(F)];
+        const [yT, dxT, dwT, dbT] = [out(ny), out(nx), out(nw), out(F)];
+        type Out = readonly [string, number, number];
+        const simdOuts: Out[] = [
+          ["y", y, ny],
+          ["dx", dx, nx],
+          ["dw", dw, nw],
+          ["db", db, F],
+        ];
+        const twinOuts: Out[] = [
+          ["yT", yT, ny],
+          ["dxT", dxT, nx],
+          ["dwT", dwT, nw],
+          ["dbT", dbT, F],
+        ];
+        const guards = (outs: Out[], after: string): void => {
+          for (const [name, p, n] of outs)
+            expectOutputGuards(k, p, n, `${name} after ${after} ${what}`);
+        };
         const lo = variant ? 0 : -Infinity;
         const hi = variant ? 0.5 : Infinity;
         k.abi.fill_f32(dx, nx, 7); // must be overwritten, not accumulated into
         k.abi.fill_f32(dw, nw, 7);
         k.abi.fill_f32(db, F, 7);
         k.abi.conv2d_nhwc_fwd_f32(...args, x, w, bias, y, lo, hi, scratch);
+        guards(simdOuts, "fwd");
         k.twin("conv2d_nhwc_fwd_f32")(...args, x, w, bias, yT, lo, hi, 0);
         k.abi.conv2d_nhwc_bwd_data_f32(...args, dy, w, dx, scratch);
+        guards(simdOuts, "bwd_data");
         k.twin("conv2d_nhwc_bwd_data_f32")(...args, dy, w, dxT, 0);
         k.abi.conv2d_nhwc_bwd_filter_f32(...args, x, dy, dw, variant ? db : 0, scratch);
+        guards(simdOuts, "bwd_filter");
         k.twin("conv2d_nhwc_bwd_filter_f32")(...args, x, dy, dwT, dbT, 0);
+        guards(twinOuts, "the twins");
         mem.expectScratchGuards(what);
         expectClose(k.readF32(y, ny), k.readF32(yT, ny), 3e-7 * (kdim + 2), `y ${what}`);
         expectClose(k.readF32(dx, nx), k.readF32(dxT, nx), 3e-7 * (KH * KW * F + 2), `dx ${what}`);

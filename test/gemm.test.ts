@@ -314,21 +314,57 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
     expect(Array.from(k.readF32(C, 64)).every((v) => v === GUARD)).toBe(true);
   });
 
-  it("clamp keeps NaN visible (does not turn it into lo)", () => {
+  it("clamp keeps NaN visible (does not turn it into lo): full tiles, M and N tails, prepacked", () => {
     const k = loadKernels();
-    const mem = new Bump(k);
-    const [M, N, K] = [4, 8, 3];
-    const A = mem.floats(M * K);
-    const B = mem.floats(K * N);
-    const C = mem.floats(M * N);
-    const scratch = mem.scratch(k.abi.gemm_scratch_bytes(M, N, K));
-    k.abi.fill_f32(A, M * K, 1);
-    k.abi.fill_f32(B, K * N, 1);
-    k.f32[A >> 2] = NaN;
-    k.abi.gemm_f32(M, N, K, A, K, 1, B, N, 1, C, N, 0, 0, Infinity, 0, scratch);
-    const c = k.readF32(C, M * N);
-    expect(Number.isNaN(c[0])).toBe(true);
-    expect(c[N]).toBe(3);
+    const K = 3;
+    // M <= 2: the row kernels (gemmRows, or gemmRowsPacked when prepacked); M > 2: the 4x8 tiles.
+    // N = 9 and 13 have an N % 8 tail, stored one column at a time with a scalar clamp.
+    for (const prepacked of [false, true])
+      for (const M of [1, 2, 3, 4, 5])
+        for (const N of [8, 9, 13])
+          for (const [lo, hi] of [
+            [0, Infinity],
+            [-1, 2],
+          ]) {
+            const label = `${prepacked ? "prepacked " : ""}M=${M} N=${N} clamp [${lo}, ${hi}]`;
+            const r = rng(M * 100 + N);
+            const mem = new Bump(k);
+            const A = mem.floats(M * K);
+            const B = mem.floats(K * N);
+            const bias = mem.floats(N);
+            // Small integers: every sum is exact, so the kernel and its twin agree bit for bit.
+            const f = k.f32;
+            for (let i = 0; i < M * K; i++) f[(A >> 2) + i] = Math.round(2 * r());
+            for (let i = 0; i < K * N; i++) f[(B >> 2) + i] = Math.round(2 * r());
+            for (let j = 0; j < N; j++) f[(bias >> 2) + j] = Math.round(2 * r());
+            // NaN at A[M-1, 0] and B[1, N-1]: C's last row and last column are NaN.
+            f[(A >> 2) + (M - 1) * K] = NaN;
+            f[(B >> 2) + 1 * N + (N - 1)] = NaN;
+            const Cs = mem.floats(M * N + 16);
+            const Cw = mem.floats(M * N + 16);
+            f.fill(GUARD, (Cs >> 2) + M * N, (Cs >> 2) + M * N + 16);
+            f.fill(GUARD, (Cw >> 2) + M * N, (Cw >> 2) + M * N + 16);
+            const scratch = mem.scratch(k.abi.gemm_scratch_bytes(M, N, K));
+            if (prepacked) {
+              const P = mem.floats(k.abi.gemm_packed_b_floats(K, N));
+              k.abi.gemm_pack_b_f32(K, N, B, N, 1, P);
+              k.abi.gemm_f32_prepacked(M, N, K, A, K, 1, P, Cs, N, bias, lo, hi, 0, scratch);
+            } else k.abi.gemm_f32(M, N, K, A, K, 1, B, N, 1, Cs, N, bias, lo, hi, 0, scratch);
+            k.twin("gemm_f32")(M, N, K, A, K, 1, B, N, 1, Cw, N, bias, lo, hi, 0, 0);
+            mem.expectScratchGuards(label);
+            const got = k.readF32(Cs, M * N + 16);
+            const twin = k.readF32(Cw, M * N + 16);
+            for (let i = 0; i < M; i++)
+              for (let j = 0; j < N; j++) {
+                const [g, t] = [got[i * N + j], twin[i * N + j]];
+                const nan = i === M - 1 || j === N - 1;
+                if (Number.isNaN(t) !== nan) expect.fail(`${label}: twin C[${i},${j}] = ${t}`);
+                if (nan ? !Number.isNaN(g) : g !== t)
+                  expect.fail(`${label}: C[${i},${j}] simd=${g} twin=${t}`);
+              }
+            for (let i = M * N; i < M * N + 16; i++)
+              if (got[i] !== GUARD || twin[i] !== GUARD) expect.fail(`${label}: wrote past C`);
+          }
   });
 });
 

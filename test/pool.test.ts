@@ -146,29 +146,52 @@ describe("maxpool2d", () => {
     }
   });
 
-  it("breaks ties to the first maximum in window order and ignores NaN", () => {
+  it("breaks ties to the first maximum in window order and ignores NaN, with and without argmax", () => {
     const a = new TestArena();
-    // 1 image, 2x3, 4 channels, one 2x3 window. Channel 0: all equal; 1: max at (0,2) and (1,0);
-    // 2: NaN first, then values; 3: all NaN.
-    const g = geom(1, 2, 3, 4, 2, 3, 1, 1, "valid");
+    // 1 image, 2x3, 9 channels, one 2x3 window. Channel 0: all equal; 1: max at (0,2) and (1,0);
+    // 2: NaN first, then values; 3: all NaN; 4: -0 then +0 (first wins: -0); 5: +0 then -0;
+    // 6: NaN between values; 7: NaN and -inf only; 8 (the C % 4 tail): NaN first, then values.
+    // argmax = 0 (inference) runs a loop of its own, and must choose exactly the same values.
+    const g = geom(1, 2, 3, 9, 2, 3, 1, 1, "valid");
+    const C = g.C;
     const cells = [
-      [5, 1, NaN, NaN],
-      [5, 2, 3, NaN],
-      [5, 9, 7, NaN],
-      [5, 9, 7, NaN],
-      [5, 0, -1, NaN],
-      [5, 3, 2, NaN],
+      [5, 1, NaN, NaN, -0, 0, 1, NaN, NaN],
+      [5, 2, 3, NaN, 0, -0, NaN, -Infinity, 2],
+      [5, 9, 7, NaN, -0, 0, 3, NaN, 4],
+      [5, 9, 7, NaN, 0, -0, NaN, -Infinity, NaN],
+      [5, 0, -1, NaN, -0, 0, 2, NaN, 4],
+      [5, 3, 2, NaN, 0, -0, -5, NaN, -3],
     ];
-    const x = a.f32(24, cells.flat());
-    const y = a.f32(4);
-    const arg = a.i32(4);
+    const x = a.f32(6 * C, cells.flat(), "x");
+    const y = a.f32(C, NaN, "y");
+    const arg = a.i32(C, -7, "argmax");
+    const yNoArg = a.f32(C, NaN, "yNoArgmax");
+    const yt = a.f32(C, NaN, "yTwin");
+    const argt = a.i32(C, -7, "argmaxTwin");
+    const ytNoArg = a.f32(C, NaN, "yTwinNoArgmax");
     maxFwd(a, g, x, y, arg);
-    const yt = a.f32(4);
-    const argt = a.i32(4);
+    maxFwd(a, g, x, yNoArg, 0);
     maxFwd(a, g, x, yt, argt, true);
-    expect(Array.from(a.read(y, 4))).toEqual([5, 9, 7, -Infinity]);
-    expect(Array.from(a.readI32(arg, 4))).toEqual([0, 2 * 4 + 1, 2 * 4 + 2, 3]);
-    expect(Array.from(a.readI32(argt, 4))).toEqual(Array.from(a.readI32(arg, 4)));
+    maxFwd(a, g, x, ytNoArg, 0, true);
+    const want = Float32Array.of(5, 9, 7, -Infinity, -0, 0, 3, -Infinity, 4);
+    expectSameBits(a.read(y, C), want, "y");
+    expectSameBits(a.read(yNoArg, C), a.read(y, C), "y without argmax");
+    expectSameBits(a.read(yt, C), a.read(y, C), "twin y");
+    expectSameBits(a.read(ytNoArg, C), a.read(y, C), "twin y without argmax");
+    const at = (cell: number, c: number): number => cell * C + c;
+    expect(Array.from(a.readI32(arg, C))).toEqual([
+      at(0, 0),
+      at(2, 1),
+      at(2, 2),
+      at(0, 3),
+      at(0, 4),
+      at(0, 5),
+      at(2, 6),
+      at(0, 7),
+      at(2, 8),
+    ]);
+    expect(Array.from(a.readI32(argt, C))).toEqual(Array.from(a.readI32(arg, C)));
+    a.expectGuards("NaN and ties");
   });
 
   it("backward matches its twin, finite differences and tf.grad (stride != window, same padding)", () => {
