@@ -2,7 +2,7 @@
 // as training directly in this thread, progress events, cancellation within one batch, transfers
 // instead of copies, and errors that reach the caller as rejected promises.
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +16,7 @@ import { loadKernels } from "../src/node/loadKernels.js";
 import { defaultDataDir, readIdxDataset } from "../src/node/readDataset.js";
 import { resolveSpec, SpecError, type ModelSpec } from "../src/spec.js";
 import { fit } from "../src/train.js";
-import { spawnNodeTrainer, type Trainer, type TrainEvent } from "../worker/nodeClient.js";
+import { spawnNodeTrainer, Trainer, type TrainEvent } from "../worker/nodeClient.js";
 import type { TrainWorkerApi } from "../worker/trainWorker.js";
 
 // BN and dropout both in the spec: equal weights then also mean the dropout RNG and BN statistics
@@ -249,5 +249,82 @@ describe("training worker on worker_threads", () => {
     const missing = spawnNodeTrainer(join(ROOT, "dist-test", "no-such-worker.mjs"));
     trainers.push(missing);
     await expect(missing.create(SPEC)).rejects.toThrow(/training worker (failed|exited)/);
+  });
+
+  it("terminate() rejects pending calls even where the worker reports no death (a browser Worker)", async () => {
+    // A browser Worker fires no event when terminated. Stand-in: a channel nobody answers, and a
+    // connection that never hears of a death.
+    const { port1, port2 } = new MessageChannel();
+    const t = new Trainer({
+      endpoint: nodeEndpoint(port1),
+      onDeath: () => undefined,
+      terminate: () => {
+        port1.close();
+        port2.close();
+      },
+    });
+    const pending = [
+      t.create(SPEC),
+      t.fit(train.x, train.y, { copy: true }),
+      t.predict(test.x, { copy: true }),
+    ];
+    const rejected = pending.map((p) => expect(p).rejects.toThrow(/terminated/));
+    await t.terminate();
+    await Promise.all(rejected);
+    await expect(t.export()).rejects.toThrow(/terminated/);
+  });
+
+  it("a cancel() made before the fit message reaches the worker cancels that fit (shared flag and message)", async () => {
+    const g = globalThis as { crossOriginIsolated?: boolean };
+    for (const shared of [true, false]) {
+      // A page that is not cross-origin isolated has no SharedArrayBuffer: the message path.
+      if (!shared) g.crossOriginIsolated = false;
+      let t: Trainer;
+      try {
+        t = trainer();
+      } finally {
+        delete g.crossOriginIsolated;
+      }
+      expect(t.sharedCancel).toBe(shared);
+      await t.create(SPEC, { seed: SEED });
+      const run = t.fit(train.x, train.y, { epochs: 50, batchSize: 10, copy: true });
+      t.cancel(); // the fit call is still awaiting its way to the worker
+      const h = await run;
+      expect(h.cancelled).toBe(true);
+      // The shared flag is read before the first batch; a message arrives when fit first yields.
+      if (shared) expect(h.batchesRun).toBeLessThanOrEqual(1);
+      else expect(h.batchesRun).toBeLessThan(50 * 100);
+      // A cancel with no fit on its way does not stop the next one.
+      t.cancel();
+      const again = await t.fit(train.x, train.y, { epochs: 1, batchSize: 100, copy: true });
+      expect(again.cancelled).toBe(false);
+    }
+  });
+
+  it("an array already transferred to the worker is refused, not sent into a call that never settles", async () => {
+    const t = trainer();
+    await t.create(SPEC, { seed: 1 });
+    const q = test.x.slice(0, 784);
+    expect((await t.predict(q)).length).toBe(10); // transfers q's buffer
+    expect(q.length).toBe(0);
+    await expect(t.predict(q)).rejects.toThrow(/already transferred to the worker/);
+    const x = train.x.slice();
+    const y = train.y.slice();
+    await t.fit(x, y, { epochs: 1, batchSize: 100 });
+    await expect(t.fit(x, y, { epochs: 2, batchSize: 100 })).rejects.toThrow(
+      /x is empty, or its buffer was already transferred/,
+    );
+    // Validating on the training arrays themselves: one buffer, transferred once.
+    const x2 = train.x.slice();
+    const y2 = train.y.slice();
+    const events: string[] = [];
+    const h = await t.fit(x2, y2, {
+      epochs: 3,
+      batchSize: 100,
+      validationData: [x2, y2],
+      onProgress: (e) => events.push(e.type),
+    });
+    expect(h.epochs.at(-1)!.valAccuracy).toBeGreaterThan(0);
+    expect(events).toContain("epoch");
   });
 });

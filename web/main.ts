@@ -337,12 +337,21 @@ async function train(): Promise<void> {
   chart.reset(epochs);
   $("log").textContent = "";
   setProgress(0, "Creating the model in the worker…");
+  cancelRequested = false;
   try {
     await trainerReady;
     const info = await trainer.create(spec, { seed, optimizer: optimizer() });
     log(
       `model: ${info.params.toLocaleString("en-US")} parameters, loss ${info.loss}, seed ${seed}`,
     );
+    // Cancel clicked while the worker was still loading or creating the model: train nothing.
+    if (cancelRequested) {
+      state.phase = "cancelled";
+      log("cancelled before training started");
+      setProgress(0, "Cancelled before training started.");
+      updateButtons();
+      return;
+    }
     const inputSize = data.train.x.length / data.train.count;
     const started = performance.now();
     // copy: the page keeps its data for the next run; the copies are transferred, not cloned.
@@ -421,7 +430,11 @@ function onProgress(e: TrainEvent, epochs: number, batchSize: number, samples: n
   chart.request();
 }
 
+/** Cancel was clicked during this run (possibly before its fit call was made). */
+let cancelRequested = false;
+
 function cancel(): void {
+  cancelRequested = true;
   state.batchesAtCancel = trainer.cancel();
   $<HTMLButtonElement>("cancel").disabled = true;
 }

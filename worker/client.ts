@@ -66,9 +66,16 @@ type Numeric = Float32Array | Int32Array | Uint8Array | Uint16Array;
 function outgoing<T extends Numeric | number[]>(
   a: T,
   copy: boolean | undefined,
+  what: string,
 ): { value: T; transfer: Transferable[] } {
   if (Array.isArray(a)) return { value: a, transfer: [] };
   const typed = a as Numeric;
+  // A transferred buffer is detached (zero bytes) on this side. Node's postMessage silently drops
+  // a message whose transfer list holds one, so the call would never settle: refuse it here.
+  if (typed.buffer.byteLength === 0)
+    throw new TypeError(
+      `${what} is empty, or its buffer was already transferred to the worker by an earlier call (its data is gone from this side); pass { copy: true } to keep your arrays usable`,
+    );
   // A shared buffer is already visible to the worker: nothing to copy or transfer.
   if (typeof SharedArrayBuffer !== "undefined" && typed.buffer instanceof SharedArrayBuffer)
     return { value: a, transfer: [] };
@@ -82,17 +89,21 @@ export class Trainer {
   private readonly flag: Int32Array | undefined;
   private readonly flagReady: Promise<void>;
   private readonly died: Promise<never>;
+  private readonly die: (e: Error) => void;
   private deathReason: Error | undefined;
+  /** cancel() was called while a fit call was on its way to the worker. */
+  private cancelRequested = false;
 
   constructor(private readonly connection: WorkerConnection) {
     this.remote = Comlink.wrap<TrainWorkerApi>(connection.endpoint);
     let reject!: (e: Error) => void;
     this.died = new Promise<never>((_, r) => (reject = r));
     this.died.catch(() => undefined); // observed through race() only
-    connection.onDeath((e) => {
+    this.die = (e) => {
       this.deathReason ??= e instanceof WorkerDiedError ? e : new WorkerDiedError(e.message);
       reject(this.deathReason);
-    });
+    };
+    connection.onDeath(this.die);
     // SharedArrayBuffer exists in Node and on cross-origin-isolated pages (COOP + COEP headers).
     const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated;
     if (typeof SharedArrayBuffer !== "undefined" && isolated !== false) {
@@ -131,26 +142,34 @@ export class Trainer {
    * Resolves with { cancelled: true } when cancel() stopped it; the model stays usable.
    */
   async fit(x: Float32Array, y: Labels, options: ClientFitOptions = {}): Promise<RemoteHistory> {
-    await this.flagReady;
+    // From here on, a cancel() is this call's, even before the fit message is posted: the shared
+    // flag is reset now (not after the await below, which would wipe such a cancel).
+    this.cancelRequested = false;
+    if (this.flag) Atomics.store(this.flag, CANCEL_FLAG, 0);
     const { onProgress, copy, ...rest } = options;
-    const xs = outgoing(x, copy);
-    const ys = outgoing(y, copy);
+    const xs = outgoing(x, copy, "x");
+    const ys = outgoing(y, copy, "y");
     const transfer = [...xs.transfer, ...ys.transfer];
     if (rest.validationData) {
-      const vx = outgoing(rest.validationData[0], copy);
-      const vy = outgoing(rest.validationData[1], copy);
+      const vx = outgoing(rest.validationData[0], copy, "validationData x");
+      const vy = outgoing(rest.validationData[1], copy, "validationData y");
       rest.validationData = [vx.value, vy.value];
       transfer.push(...vx.transfer, ...vy.transfer);
     }
-    if (this.flag) Atomics.store(this.flag, CANCEL_FLAG, 0);
-    return this.race(
+    await this.flagReady;
+    const call = this.race(
       this.remote.fit(
-        Comlink.transfer(xs.value, transfer),
+        // The same array passed twice (validating on the training data) is transferred once.
+        Comlink.transfer(xs.value, [...new Set(transfer)]),
         ys.value,
         rest,
         onProgress ? Comlink.proxy(onProgress) : undefined,
       ),
     );
+    // Without a shared flag, a cancel made while this call was on its way went to a worker with
+    // no fit running; messages arrive in order, so sent again now it reaches this fit.
+    if (this.cancelRequested && !this.flag) this.race(this.remote.cancel()).catch(() => undefined);
+    return call;
   }
 
   /**
@@ -158,6 +177,7 @@ export class Trainer {
    * batches the run had finished at this moment (undefined without a shared flag).
    */
   cancel(): number | undefined {
+    this.cancelRequested = true;
     let done: number | undefined;
     if (this.flag) {
       Atomics.store(this.flag, CANCEL_FLAG, 1);
@@ -168,26 +188,30 @@ export class Trainer {
     return done;
   }
 
-  evaluate(
+  async evaluate(
     x: Float32Array,
     y: Labels,
     options: { batchSize?: number } & TransferOptions = {},
   ): Promise<{ loss: number; accuracy: number }> {
-    const xs = outgoing(x, options.copy);
-    const ys = outgoing(y, options.copy);
+    const xs = outgoing(x, options.copy, "x");
+    const ys = outgoing(y, options.copy, "y");
     return this.race(
-      this.remote.evaluate(Comlink.transfer(xs.value, [...xs.transfer, ...ys.transfer]), ys.value, {
-        batchSize: options.batchSize,
-      }),
+      this.remote.evaluate(
+        Comlink.transfer(xs.value, [...new Set([...xs.transfer, ...ys.transfer])]),
+        ys.value,
+        {
+          batchSize: options.batchSize,
+        },
+      ),
     );
   }
 
   /** Inference-mode outputs of the training model, [N, ...outputShape]. */
-  predict(
+  async predict(
     x: Float32Array,
     options: { batchSize?: number } & TransferOptions = {},
   ): Promise<Float32Array> {
-    const xs = outgoing(x, options.copy);
+    const xs = outgoing(x, options.copy, "x");
     return this.race(
       this.remote.predict(Comlink.transfer(xs.value, xs.transfer), {
         batchSize: options.batchSize,
@@ -207,7 +231,8 @@ export class Trainer {
 
   /** Stops the worker; pending calls reject. */
   async terminate(): Promise<void> {
-    this.deathReason ??= new WorkerDiedError("the training worker was terminated");
+    // A browser Worker fires no event when terminated: reject the pending calls here.
+    this.die(new WorkerDiedError("the training worker was terminated"));
     await this.connection.terminate();
   }
 }

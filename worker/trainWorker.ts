@@ -157,8 +157,19 @@ export function createTrainWorkerApi(options: TrainWorkerApiOptions = {}) {
       opts: RemoteFitOptions = {},
       onProgress?: ProgressCallback,
     ): Promise<RemoteHistory> {
-      const m = current("fit");
-      idle("fit");
+      // Closes the callback's message port (in Node an open port keeps the caller's process alive).
+      const release = () => {
+        if (onProgress && Comlink.releaseProxy in onProgress)
+          (onProgress as unknown as Comlink.Remote<ProgressCallback>)[Comlink.releaseProxy]();
+      };
+      let m: Model;
+      try {
+        m = current("fit");
+        idle("fit");
+      } catch (e) {
+        release(); // a refused call must not leave its port open either
+        throw e;
+      }
       const controller = new AbortController();
       running = controller;
       let batchesRun = 0;
@@ -196,9 +207,7 @@ export function createTrainWorkerApi(options: TrainWorkerApiOptions = {}) {
       } finally {
         running = undefined;
         await delivered();
-        // Closes the callback's message port (in Node an open port keeps the caller's process alive).
-        if (onProgress && Comlink.releaseProxy in onProgress)
-          (onProgress as unknown as Comlink.Remote<ProgressCallback>)[Comlink.releaseProxy]();
+        release();
       }
     },
 
