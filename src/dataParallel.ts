@@ -14,8 +14,9 @@
 // BatchNorm: each replica normalises with its own shard's batch statistics (as multi-GPU
 // frameworks do without SyncBatchNorm), so N-worker training is not the same function as 1-worker
 // training when the model has BN; gradients are averaged exactly (weighted by shard size). The
-// moving statistics are averaged across replicas at the end of every epoch, so every replica (and
-// the exported model) holds the same ones. Dropout masks differ per replica (seeded by rank;
+// moving statistics are averaged across replicas at the end of every epoch (weighted by how many
+// steps each replica's shard had rows), so every replica (and the exported model) holds the same
+// ones. A batch whose shards would have fewer than 2 rows is refused for BN models. Dropout masks differ per replica (seeded by rank;
 // replica 0 draws fit()'s stream, so one worker is fit() bit for bit).
 // Without BN and dropout, N workers compute the same gradients as one up to float rounding.
 //
@@ -289,13 +290,29 @@ export class Replica {
       o += s.size;
     }
     const world = this.world;
+    // A replica updates its moving statistics only in steps where its shard has rows: with fewer
+    // rows than replicas in a batch, some miss updates (or all of them: the stale statistics of a
+    // replica that saw no sample must not count). Every replica derives the same counts.
+    const B = this.batchSize;
+    const N = this.samples;
+    const updates = new Array<number>(world).fill(0);
+    for (let s = 0; s < N; s += B)
+      for (let r = 0; r < world; r++)
+        if (shardOf(Math.min(B, N - s), r, world).rows > 0) updates[r]++;
+    const total = updates.reduce((a, b) => a + b, 0);
+    const even = updates.every((u) => u === updates[0]);
     const done = this.transport.exchangeState(this.packedState, (slots) => {
       let at = 0;
       for (const s of this.model.state) {
         for (let i = 0; i < s.size; i++) {
           let sum = 0;
-          for (let r = 0; r < world; r++) sum += slots[r][at + i];
-          f[(s.ptr >>> 2) + i] = sum / world;
+          if (even) {
+            for (let r = 0; r < world; r++) sum += slots[r][at + i];
+            f[(s.ptr >>> 2) + i] = sum / world;
+          } else {
+            for (let r = 0; r < world; r++) sum += updates[r] * slots[r][at + i];
+            f[(s.ptr >>> 2) + i] = sum / total;
+          }
         }
         at += s.size;
       }

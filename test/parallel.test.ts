@@ -163,6 +163,78 @@ describe("data-parallel training over messages (no SharedArrayBuffer)", () => {
   );
 });
 
+describe("options, BatchNorm shards and cancelling", () => {
+  it("moving statistics count only the steps a replica's shard had rows", async () => {
+    // BN first: its batch statistics are those of the raw inputs, whatever the training does.
+    // Every row is the same, so every shard's mean is that row and its variance 0: after k updates
+    // from (0, 1), mean = row * (1 - m^k) and variance = m^k. 65 rows, batch 64, 2 workers: the
+    // last batch (1 row) gives replica 0 a second update and replica 1 none.
+    const m = 0.5;
+    const spec: ModelSpec = {
+      inputShape: [4],
+      layers: [
+        { type: "batchNorm", momentum: m },
+        { type: "dense", units: 3 },
+        { type: "softmax" },
+      ],
+    };
+    const row = [0.25, -1, 2, 0.5];
+    const n = 65;
+    const x = Float32Array.from({ length: n * 4 }, (_, i) => row[i % 4]);
+    const y = Int32Array.from({ length: n }, (_, i) => i % 3);
+    const r = await run(spec, x, y, { seed: 2, workers: 2, epochs: 1, batchSize: 64 });
+    const w = r.model.getWeights();
+    // Weighted by updates (2 and 1), not 1:1.
+    const mean = (k: number) => 1 - m ** k;
+    const expectMean = row.map((v) => (v * (2 * mean(2) + 1 * mean(1))) / 3);
+    const expectVar = (2 * m ** 2 + 1 * m) / 3;
+    const got = w.get("layers.0.movingMean")!;
+    const gotVar = w.get("layers.0.movingVariance")!;
+    for (let c = 0; c < 4; c++) {
+      expect(got[c]).toBeCloseTo(expectMean[c], 6);
+      expect(gotVar[c]).toBeCloseTo(expectVar, 6);
+    }
+  });
+
+  it("refuses BN shards of fewer than 2 rows, and fit options it does not support", async () => {
+    const x = train.x.slice(0, 100 * 784);
+    const y = train.y.slice(0, 100);
+    await expect(run(withBn, x, y, { workers: 2, epochs: 1, batchSize: 3 })).rejects.toThrow(
+      "batch size 3 over 2 workers gives shards of 1 row; BatchNorm normalises each shard with its own statistics and needs at least 2 rows per shard",
+    );
+    // Without BN a 1-row shard is fine.
+    expect((await run(plain, x, y, { workers: 2, epochs: 1, batchSize: 3 })).history).toHaveLength(
+      1,
+    );
+    const extra = { validationData: [x, y], onBatchEnd: () => undefined };
+    await expect(
+      run(plain, x, y, { workers: 2, epochs: 1, ...(extra as object) } as ParallelFitOptions),
+    ).rejects.toThrow("data-parallel training does not support validationData, onBatchEnd");
+  });
+
+  it("a signal stops the run at the end of the epoch in flight, with a usable model", async () => {
+    const x = train.x.slice(0, 300 * 784);
+    const y = train.y.slice(0, 300);
+    const ac = new AbortController();
+    const r = await run(withBn, x, y, {
+      seed: 3,
+      workers: 2,
+      epochs: 50,
+      batchSize: 32,
+      signal: ac.signal,
+      onEpochEnd: (log) => {
+        if (log.epoch === 1) ac.abort();
+      },
+    });
+    expect(r.cancelled).toBe(true);
+    expect(r.history).toHaveLength(2);
+    expect(r.replicasIdentical).toBe(true);
+    expect(r.model.epoch).toBe(2);
+    const e = evaluate(r.model, test.x.slice(0, 100 * 784), test.y.slice(0, 100));
+    expect(Number.isFinite(e.loss)).toBe(true);
+  });
+});
+
 describe("a failing replica stops the run", () => {
   const n = 400;
   const data = () => ({ x: train.x.slice(0, n * 784), y: train.y.slice(0, n) });

@@ -51,7 +51,26 @@ export interface DataParallelOptions extends ModelOptions {
    */
   transport?: ParallelTransport;
   onEpochEnd?: (log: EpochLog) => void | Promise<void>;
+  /**
+   * Aborting stops the run at the end of the epoch in flight (the replicas agree at epoch
+   * boundaries); it resolves with `cancelled: true` and the model as of that epoch.
+   */
+  signal?: AbortSignal;
 }
+
+/** Every option trainDataParallel reads (fit options it lacks, e.g. validationData, are refused). */
+const PARALLEL_OPTIONS = new Set([
+  "workers",
+  "epochs",
+  "batchSize",
+  "transport",
+  "onEpochEnd",
+  "signal",
+  "seed",
+  "optimizer",
+  "loss",
+  "strict",
+]);
 
 export interface DataParallelResult {
   /** Replica 0's model (every replica holds the same bits), with its own kernel instance. */
@@ -62,6 +81,8 @@ export interface DataParallelResult {
   transport: ParallelTransport;
   /** The trained model as checkpoint bytes (what `model` was loaded from). */
   checkpoint: Uint8Array;
+  /** The signal stopped the run (after `history.length` epochs). */
+  cancelled: boolean;
 }
 
 /** What the coordinator needs from a platform. */
@@ -138,8 +159,14 @@ export async function trainDataParallel(
     batchSize,
     transport: asked,
     onEpochEnd,
+    signal,
     ...modelOptions
   } = options;
+  const unknown = Object.keys(options).filter((k) => !PARALLEL_OPTIONS.has(k));
+  if (unknown.length)
+    throw new ModelError(
+      `data-parallel training does not support ${unknown.join(", ")} (it takes ${[...PARALLEL_OPTIONS].join(", ")}); evaluate the returned model for validation figures`,
+    );
   if (!Number.isInteger(world) || world < 1)
     throw new ModelError(`workers must be a positive integer, got ${world}`);
   if (!Number.isInteger(epochs) || epochs < 0)
@@ -164,6 +191,13 @@ export async function trainDataParallel(
   const B = Math.min(batchSize ?? 32, N);
   if (!Number.isInteger(B) || B < 1)
     throw new ModelError(`batchSize must be a positive integer, got ${batchSize}`);
+  // Each replica normalises with its own shard's statistics: one row has zero variance, and
+  // BatchNorm would then output beta for every sample and learn nothing.
+  const minShard = Math.floor(B / world);
+  if (probe.resolved.layers.some((l) => l.spec.type === "batchNorm") && minShard < 2)
+    throw new ModelError(
+      `batch size ${B} over ${world} workers gives shards of ${minShard} row${minShard === 1 ? "" : "s"}; BatchNorm normalises each shard with its own statistics and needs at least 2 rows per shard: use a batch size of at least ${2 * world} or fewer workers`,
+    );
   const P = paramFloats(probe);
   const S = stateFloats(probe);
   const layout =
@@ -230,7 +264,12 @@ export async function trainDataParallel(
     const shuffle = probe.shuffleRng;
     const perm = layout ? new Int32Array(layout.perm) : new Int32Array(N);
     const history: EpochLog[] = [];
+    let cancelled = false;
     for (let epoch = 0; epoch < epochs; epoch++) {
+      if (signal?.aborted) {
+        cancelled = true;
+        break;
+      }
       for (let i = 0; i < N; i++) perm[i] = i;
       shuffle.shuffle(perm);
       const t0 = performance.now();
@@ -264,6 +303,7 @@ export async function trainDataParallel(
       replicasIdentical: digests.every((d) => d === digests[0]),
       transport,
       checkpoint,
+      cancelled,
     };
   } finally {
     finished = true;
