@@ -30,7 +30,7 @@ const USAGE = `usage:
   edgenn inspect model.enn [--json]
   edgenn predict model.enn --input FILE.json [--json] [--raw] [--top K]
   edgenn import model.json [--out model.enn] [--int8] [--logits]   (TensorFlow.js / Keras layers model)
-  edgenn serve model.enn [--port P] [--max-batch N] [--max-body BYTES]   (HTTP on 127.0.0.1)
+  edgenn serve model.enn [--port P] [--max-batch N] [--max-body BYTES] [--cors ORIGINS]   (HTTP on 127.0.0.1)
   edgenn demo [--data DIR] [--epochs N]
 Data: a folder of IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
 t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); default: the bundled Fashion-MNIST subset.

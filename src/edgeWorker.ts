@@ -3,7 +3,14 @@
 // entry: it imports the kernel module and the bundled model statically and exports one instance.
 // Platform-neutral: the R2 and KV bindings are typed structurally (no @cloudflare/workers-types).
 import { InferenceEngine } from "./engine.js";
-import { handleRequest, jsonResponse, parseServeLimits, type ServeLimits } from "./serveHandler.js";
+import {
+  handleRequest,
+  jsonResponse,
+  parseCorsPolicy,
+  parseServeLimits,
+  type CorsPolicy,
+  type ServeLimits,
+} from "./serveHandler.js";
 
 /** The Worker's bindings (wrangler.toml [vars], [[r2_buckets]], [[kv_namespaces]]). */
 export interface EdgeEnv {
@@ -11,6 +18,8 @@ export interface EdgeEnv {
   MAX_BATCH?: string;
   /** Most request body bytes (default 4 MiB). */
   MAX_BODY_BYTES?: string;
+  /** Browser origins whose pages may call the Worker (CORS): "*" or a comma-separated list. */
+  CORS_ORIGIN?: string;
   /** Serve MODEL_KEY from this R2 bucket instead of the bundled model. */
   MODEL_BUCKET?: { get(key: string): Promise<{ arrayBuffer(): Promise<ArrayBuffer> } | null> };
   /** Serve MODEL_KEY from this KV namespace instead of the bundled model. */
@@ -32,6 +41,7 @@ export interface EdgeWorker {
 interface Loaded {
   source: string;
   limits: ServeLimits;
+  cors: CorsPolicy | undefined;
   engine: Promise<InferenceEngine>;
 }
 
@@ -49,6 +59,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
     const source = modelSource(env);
     if (loaded && loaded.source === source.name) return loaded;
     const limits = parseServeLimits({ maxBatch: env.MAX_BATCH, maxBodyBytes: env.MAX_BODY_BYTES });
+    const cors = parseCorsPolicy(env.CORS_ORIGIN);
     const engine = source
       .bytes()
       .then((bytes) =>
@@ -61,7 +72,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
               `${source.name} model: ${e.name && e.name !== "Error" ? `${e.name}: ` : ""}${e.message}`,
             );
       });
-    const entry: Loaded = { source: source.name, limits, engine };
+    const entry: Loaded = { source: source.name, limits, cors, engine };
     // A failed load is retried by the next request instead of being cached for the isolate's life.
     engine.catch(() => {
       if (loaded === entry) loaded = undefined;
@@ -119,7 +130,7 @@ export function createEdgeWorker(options: EdgeWorkerOptions): EdgeWorker {
         return jsonResponse(500, { error: "server_misconfigured", detail: (e as Error).message });
       }
       try {
-        return await handleRequest(request, () => entry.engine, entry.limits);
+        return await handleRequest(request, () => entry.engine, entry.limits, entry.cors);
       } catch (e) {
         // handleRequest answers every client mistake itself: what gets here is the server's fault.
         const err = e as Error;

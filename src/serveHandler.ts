@@ -85,6 +85,51 @@ export function parseServeLimits(v: {
   };
 }
 
+/**
+ * Which browser origins may call the server from their pages (CORS): every origin ("*") or a list
+ * of exact origins (`https://app.example`). Without a policy no CORS header is sent, and browsers
+ * allow only same-origin pages.
+ */
+export interface CorsPolicy {
+  origins: "*" | string[];
+}
+
+/** "*" or a comma-separated list of origins (wrangler var CORS_ORIGIN, `edgenn serve --cors`). */
+export function parseCorsPolicy(v: string | undefined): CorsPolicy | undefined {
+  if (v === undefined || v.trim() === "") return undefined;
+  if (v.trim() === "*") return { origins: "*" };
+  const origins = v.split(",").map((o) => o.trim());
+  for (const o of origins) {
+    let ok = false;
+    try {
+      const u = new URL(o);
+      ok = (u.protocol === "https:" || u.protocol === "http:") && u.origin === o;
+    } catch {
+      ok = false;
+    }
+    if (!ok)
+      throw new RangeError(
+        `CORS origin "${o}" is not an origin: use "*" or scheme://host[:port] without a path or trailing slash, comma-separated`,
+      );
+  }
+  return { origins };
+}
+
+/** The Access-Control-Allow-Origin value for this request, or undefined (not allowed). */
+function allowedOrigin(request: Request, cors: CorsPolicy): string | undefined {
+  if (cors.origins === "*") return "*";
+  const origin = request.headers.get("origin");
+  return origin !== null && cors.origins.includes(origin) ? origin : undefined;
+}
+
+function withCors(request: Request, response: Response, cors: CorsPolicy): Response {
+  const allow = allowedOrigin(request, cors);
+  if (allow !== undefined) response.headers.set("access-control-allow-origin", allow);
+  // A listed origin's answer differs by Origin: caches must keep them apart.
+  if (cors.origins !== "*") response.headers.append("vary", "Origin");
+  return response;
+}
+
 const ROUTES: Record<string, string[]> = {
   "/predict": ["POST"],
   "/model": ["GET", "HEAD"],
@@ -99,6 +144,17 @@ export async function handleRequest(
   request: Request,
   engine: InferenceEngine | (() => Promise<InferenceEngine>),
   limits: ServeLimits,
+  cors?: CorsPolicy,
+): Promise<Response> {
+  const response = await route(request, engine, limits, cors);
+  return cors ? withCors(request, response, cors) : response;
+}
+
+async function route(
+  request: Request,
+  engine: InferenceEngine | (() => Promise<InferenceEngine>),
+  limits: ServeLimits,
+  cors: CorsPolicy | undefined,
 ): Promise<Response> {
   try {
     const path = new URL(request.url).pathname;
@@ -109,6 +165,16 @@ export async function handleRequest(
         "not_found",
         `no route ${path}: use POST /predict, GET /model or GET /healthz`,
       );
+    // A browser's preflight before a cross-origin POST with a JSON or binary body.
+    if (cors && request.method === "OPTIONS")
+      return new Response(null, {
+        status: 204,
+        headers: {
+          "access-control-allow-methods": [...methods, "OPTIONS"].join(", "),
+          "access-control-allow-headers": "content-type",
+          "access-control-max-age": "86400",
+        },
+      });
     if (!methods.includes(request.method))
       throw new ClientError(
         405,

@@ -337,6 +337,26 @@ describe("edge worker in workerd: model from a KV binding", () => {
     expectClose(((await r.json()) as PredictBody).outputs, expected.kv);
   });
 
+  it("CORS_ORIGIN: preflight and an allowed origin's answer carry the grant", async () => {
+    await env.TEST_MODEL_KV.put("models/cnn.enn", kvModelBytes());
+    const worker = createEdgeWorker({ kernels });
+    const page = "https://app.example";
+    const corsEnv = { MODEL_KV: env.TEST_MODEL_KV, MODEL_KEY: "models/cnn.enn", CORS_ORIGIN: page };
+    const pre = await worker.fetch(
+      new Request(`${URL_BASE}/predict`, { method: "OPTIONS", headers: { origin: page } }),
+      corsEnv,
+    );
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get("access-control-allow-origin")).toBe(page);
+    expect(pre.headers.get("access-control-allow-methods")).toBe("POST, OPTIONS");
+    const r = await worker.fetch(
+      new Request(`${URL_BASE}/model`, { headers: { origin: "https://other.example" } }),
+      corsEnv,
+    );
+    expect(r.status).toBe(200);
+    expect(r.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
   it("a missing KV key is the server's fault (503), and a client's 404 is still a 404", async () => {
     const worker = createEdgeWorker({ kernels });
     const kvEnv = { MODEL_KV: env.TEST_MODEL_KV, MODEL_KEY: "models/missing.enn" };

@@ -346,6 +346,57 @@ describe("edgenn serve: the command", () => {
     expect(lines.at(-1)).toBe("edgenn serve: stopped");
   });
 
+  it("CORS: preflight and allowed origins when configured, no CORS headers otherwise", async () => {
+    const page = "https://app.example";
+    const listed = await startServer({ model: mlpBytes, cors: `${page}, http://localhost:5173` });
+    const any = await startServer({ model: mlpBytes, cors: "*" });
+    try {
+      const preflight = await fetch(`${listed.url}/predict`, {
+        method: "OPTIONS",
+        headers: {
+          origin: page,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type",
+        },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get("access-control-allow-origin")).toBe(page);
+      expect(preflight.headers.get("access-control-allow-methods")).toBe("POST, OPTIONS");
+      expect(preflight.headers.get("access-control-allow-headers")).toBe("content-type");
+      expect(preflight.headers.get("vary")).toBe("Origin");
+      const post = (origin: string, server: RunningServer, body: unknown = { inputs: x4() }) =>
+        fetch(`${server.url}/predict`, {
+          method: "POST",
+          headers: { "content-type": "application/json", origin },
+          body: JSON.stringify(body),
+        });
+      const ok = await post(page, listed);
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get("access-control-allow-origin")).toBe(page);
+      // Errors carry it too, so the page can read what it got wrong.
+      const bad = await post(page, listed, { inputs: [] });
+      expect(bad.status).toBe(400);
+      expect(bad.headers.get("access-control-allow-origin")).toBe(page);
+      // An origin not on the list gets no grant (the browser then withholds the answer).
+      const other = await post("https://evil.example", listed);
+      expect(other.headers.get("access-control-allow-origin")).toBeNull();
+      expect(
+        (await post("https://evil.example", any)).headers.get("access-control-allow-origin"),
+      ).toBe("*");
+      // Not configured: no CORS headers, and OPTIONS is not a method of /predict.
+      const plainPost = await post(page, mlp);
+      expect(plainPost.headers.get("access-control-allow-origin")).toBeNull();
+      const plainOptions = await fetch(`${mlp.url}/predict`, { method: "OPTIONS" });
+      expect(plainOptions.status).toBe(405);
+    } finally {
+      await listed.close();
+      await any.close();
+    }
+    await expect(startServer({ model: mlpBytes, cors: "https://app.example/" })).rejects.toThrow(
+      /CORS origin "https:\/\/app.example\/" is not an origin/,
+    );
+  });
+
   it("command-line and model-file mistakes: exit 2 and 1 with a message", async () => {
     const errs: string[] = [];
     const out = { log: () => {}, err: (s: string) => errs.push(s), isTTY: false, write: () => {} };
@@ -353,6 +404,8 @@ describe("edgenn serve: the command", () => {
     expect(errs.at(-1)).toMatch(/give one model file\nusage: edgenn serve/);
     expect(await main(["serve", "m.enn", "--port", "http"], out)).toBe(2);
     expect(errs.at(-1)).toMatch(/--port must be an integer/);
+    expect(await main(["serve", "m.enn", "--cors", "app.example"], out)).toBe(2);
+    expect(errs.at(-1)).toMatch(/CORS origin "app.example" is not an origin/);
     expect(await main(["serve", "m.enn", "--max-batch", "0"], out)).toBe(2);
     expect(errs.at(-1)).toMatch(/--max-batch must be an integer from 1/);
     expect(await main(["serve", join(tmpdir(), "no-such-model.enn"), "--port", "0"], out)).toBe(1);

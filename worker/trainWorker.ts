@@ -241,7 +241,10 @@ export function createTrainWorkerApi(options: TrainWorkerApiOptions = {}) {
       return Comlink.transfer({ bytes, report }, [bytes.buffer]);
     },
 
-    /** Every parameter and state tensor by name, transferred back. */
+    /**
+     * Every parameter and state tensor by name, transferred back. Allowed while fit runs (a live
+     * view of training): the weights as of the last finished batch, never a half-applied update.
+     */
     getWeights(): Record<string, Float32Array> {
       const m = current("getWeights");
       const weights = Object.fromEntries(m.getWeights());

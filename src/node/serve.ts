@@ -9,7 +9,9 @@ import {
   DEFAULT_SERVE_LIMITS,
   handleRequest,
   jsonResponse,
+  parseCorsPolicy,
   parseServeLimits,
+  type CorsPolicy,
   type ServeLimits,
 } from "../serveHandler.js";
 import { InferenceEngine as NodeEngine, readModelFile } from "./engine.js";
@@ -25,6 +27,8 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** A request that has not finished arriving after this long is answered 408 (default 30 s). */
   requestTimeoutMs?: number;
+  /** Browser origins whose pages may call the server (CORS): "*" or a comma-separated list. */
+  cors?: string;
 }
 
 export interface RunningServer {
@@ -47,6 +51,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
           { maxBatch: limits.maxBatch },
         )
       : opts.model;
+  const cors = parseCorsPolicy(opts.cors);
   const host = opts.host ?? "127.0.0.1";
   const requestTimeout = opts.requestTimeoutMs ?? 30_000;
   const server = createServer(
@@ -56,7 +61,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       // Node checks the timeouts every 30 s by default: a stalled upload would wait that long.
       connectionsCheckingInterval: Math.min(5_000, Math.max(100, requestTimeout / 4)),
     },
-    (req, res) => void serveOne(req, res, engine, limits, host),
+    (req, res) => void serveOne(req, res, engine, limits, host, cors),
   );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -85,10 +90,11 @@ async function serveOne(
   engine: InferenceEngine,
   limits: ServeLimits,
   host: string,
+  cors: CorsPolicy | undefined,
 ): Promise<void> {
   let response: Response;
   try {
-    response = await handleRequest(toWebRequest(req, host), engine, limits);
+    response = await handleRequest(toWebRequest(req, host), engine, limits, cors);
   } catch (e) {
     const err = e as Error;
     response = jsonResponse(500, {
@@ -152,7 +158,8 @@ function toWebRequest(req: IncomingMessage, host: string): Request {
 
 // ---- the command ---------------------------------------------------------------------------------
 
-const USAGE = "usage: edgenn serve model.enn [--port P] [--max-batch N] [--max-body BYTES]";
+const USAGE =
+  "usage: edgenn serve model.enn [--port P] [--max-batch N] [--max-body BYTES] [--cors ORIGINS]";
 
 export interface ServeOut {
   log: (s: string) => void;
@@ -168,7 +175,7 @@ export async function runServe(
   out: ServeOut,
   stop?: Promise<void>,
 ): Promise<number> {
-  let values: { port?: string; "max-batch"?: string; "max-body"?: string };
+  let values: { port?: string; "max-batch"?: string; "max-body"?: string; cors?: string };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -178,6 +185,7 @@ export async function runServe(
         port: { type: "string" },
         "max-batch": { type: "string" },
         "max-body": { type: "string" },
+        cors: { type: "string" },
       },
     }));
     if (positionals.length !== 1) throw new Error("give one model file");
@@ -192,6 +200,7 @@ export async function runServe(
     if (!Number.isInteger(port) || port < 0 || port > 65535)
       throw new RangeError(`--port must be an integer from 0 to 65535, got "${values.port}"`);
     limits = parseServeLimits({ maxBatch: values["max-batch"], maxBodyBytes: values["max-body"] });
+    parseCorsPolicy(values.cors);
   } catch (e) {
     out.err(
       `edgenn serve: ${(e as Error).message.replace(/^maxBatch/, "--max-batch").replace(/^maxBodyBytes/, "--max-body")}\n${USAGE}`,
@@ -200,7 +209,7 @@ export async function runServe(
   }
   let server: RunningServer;
   try {
-    server = await startServer({ model: positionals[0], port, ...limits });
+    server = await startServer({ model: positionals[0], port, ...limits, cors: values.cors });
   } catch (e) {
     const err = e as Error;
     out.err(
