@@ -276,8 +276,16 @@ export function predictSamples(
   for (let s = 0; s < samples.length; s += engine.maxBatch) {
     const B = Math.min(engine.maxBatch, samples.length - s);
     const y = engine.predict(x.subarray(s * n, (s + B) * n), B);
-    for (let b = 0; b < B; b++)
-      rows.push(Array.from(y.subarray(b * engine.outputSize, (b + 1) * engine.outputSize)));
+    for (let b = 0; b < B; b++) {
+      const row = Array.from(y.subarray(b * engine.outputSize, (b + 1) * engine.outputSize));
+      // As the server answers 422: JSON cannot carry NaN/Infinity, and no class can be named.
+      const bad = row.find((v) => !Number.isFinite(v));
+      if (bad !== undefined)
+        throw new InferenceError(
+          `sample ${s + b}: the model's output is not finite (${bad}); its inputs overflow float32 inside the network (are they scaled as in training?)`,
+        );
+      rows.push(row);
+    }
   }
   return rows;
 }

@@ -705,6 +705,11 @@ describe("edgenn export / inspect / predict", () => {
     expect(d.errs[1]).toMatch(/not valid JSON/);
     expect(runExport([enn, "--out", join(dir, "x.enn")], d.out)).toBe(1);
     expect(d.errs[2]).toMatch(/checkpoint/);
+    // Valid float32 inputs so large that the outputs overflow: an error, not nulls in the JSON.
+    writeFileSync(bad, JSON.stringify([new Array(180).fill(3e38), new Array(180).fill(-3e38)]));
+    const e = capture();
+    expect(runPredict([enn, "--input", bad, "--json"], e.out)).toBe(1);
+    expect(e.errs[0]).toMatch(/sample [01]: the model's output is not finite/);
   });
 });
 
