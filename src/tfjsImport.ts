@@ -70,6 +70,8 @@ interface Origin {
   layer: TopoLayer;
   /** Set for a layer that owns weights (Dense, Conv2D, BatchNormalization). */
   weights: boolean;
+  /** A Dense kernel [in, units] stored as a 1x1 conv's [1, 1, in, units] (the same bytes). */
+  denseAsConv?: boolean;
 }
 
 function where(l: TopoLayer): string {
@@ -201,6 +203,8 @@ function nodeInputs(node: unknown): TensorRef[] | undefined {
       }
     };
     visit(node.args);
+    // Keras 3 may pass the input tensor as a keyword argument (`inputs=x`).
+    if (refs.length === 0) visit(Object.values(isObject(node.kwargs) ? node.kwargs : {}));
     return refs;
   }
   return undefined;
@@ -423,7 +427,9 @@ const ACTIVATIONS: Record<string, LayerSpec[]> = {
 function activationLayers(l: TopoLayer, field: string): LayerSpec[] {
   let v = get(l, field);
   if (v === undefined || v === null) return [];
-  if (isObject(v) && typeof v.class_name === "string") v = v.class_name;
+  // Keras 3 serialises a built-in activation as {"class_name": "function", "config": "relu"}.
+  if (isObject(v) && v.class_name === "function" && typeof v.config === "string") v = v.config;
+  else if (isObject(v) && typeof v.class_name === "string") v = v.class_name;
   if (typeof v !== "string" || !Object.hasOwn(ACTIVATIONS, v))
     layerError(
       l,
@@ -516,14 +522,31 @@ function convertChain(className: string, chain: TopoLayer[]): Converted {
   const report: string[] = [];
   let inputShape: number[] | undefined;
   let rank = 0;
-  const push = (l: TopoLayer, specs: LayerSpec[], weights: boolean, note = ""): void => {
+  const push = (
+    l: TopoLayer,
+    specs: LayerSpec[],
+    weights: boolean,
+    note = "",
+    denseAsConv = false,
+  ): void => {
     const first = layers.length;
     specs.forEach((s, i) => {
       layers.push(s);
-      origins.push({ layer: l, weights: weights && i === 0 });
+      origins.push({
+        layer: l,
+        weights: weights && i === 0,
+        ...(denseAsConv ? { denseAsConv } : {}),
+      });
     });
     const to = specs.length ? specs.map((s, i) => `${first + i} ${s.type}`).join(", ") : "nothing";
-    report.push(`${l.className} "${l.name}" -> ${specs.length ? `layer ${to}` : to}${note}`);
+    // Predictions are the same; training is not: edgenn has no frozen layers.
+    const frozen =
+      weights && get(l, "trainable") === false
+        ? " (frozen in Keras, trainable: false; edgenn trains it if you fit the model)"
+        : "";
+    report.push(
+      `${l.className} "${l.name}" -> ${specs.length ? `layer ${to}` : to}${note}${frozen}`,
+    );
   };
   for (const l of chain) {
     if (!SUPPORTED.has(l.className))
@@ -553,14 +576,25 @@ function convertChain(className: string, chain: TopoLayer[]): Converted {
         break;
       case "Dense": {
         const act = activationLayers(l, "activation");
-        push(
-          l,
-          [
-            { type: "dense", units: readInt(l, "units"), useBias: readBool(l, "use_bias", true) },
-            ...act,
-          ],
-          true,
-        );
+        const units = readInt(l, "units");
+        const useBias = readBool(l, "use_bias", true);
+        if (rank === 3) {
+          // Keras applies a Dense on an image to the last axis, pixel by pixel: a 1x1 convolution.
+          const conv: LayerSpec = {
+            type: "conv2d",
+            filters: units,
+            kernelSize: 1,
+            padding: "valid",
+            useBias,
+          };
+          push(l, [conv, ...act], true, " (a Dense on [h, w, c] acts per pixel: a 1x1 conv)", true);
+        } else if (rank === 1) push(l, [{ type: "dense", units, useBias }, ...act], true);
+        else
+          layerError(
+            l,
+            "class_name",
+            `Dense on a rank-${rank} input is not supported (only flat or [height, width, channels])`,
+          );
         break;
       }
       case "Conv2D":
@@ -939,11 +973,13 @@ function readWeights(
           `weight "${w}" matches several manifest entries (${f.map((e) => e.name).join(", ")})`,
         );
       const e = f[0];
-      if (e.shape.length !== t.shape.length || e.shape.some((d, j) => d !== t.shape[j]))
+      // A Dense-as-1x1-conv kernel is [in, units] in the file, [1, 1, in, units] here.
+      const want = o.denseAsConv && t.name === "kernel" ? t.shape.slice(2) : t.shape;
+      if (e.shape.length !== want.length || e.shape.some((d, j) => d !== want[j]))
         layerError(
           o.layer,
           w,
-          `weight "${e.name}" has shape [${e.shape.join(", ")}] but the layer needs [${t.shape.join(", ")}]`,
+          `weight "${e.name}" has shape [${e.shape.join(", ")}] but the layer needs [${want.join(", ")}]`,
         );
       const out = new Float32Array(e.size);
       e.decode(view, e.offset, out);
@@ -1004,17 +1040,25 @@ const LOSSES: Record<string, LossName> = {
 
 /**
  * The loss to train an imported model with: the one it was compiled with (TF.js `trainingConfig`,
- * Keras `training_config`) when edgenn has it; else MSE for a sigmoid output, which edgenn's
+ * Keras 2 `training_config`, Keras 3 `compile_config`, a name or a loss object) when edgenn has it; else MSE for a sigmoid output, which edgenn's
  * class-wise cross-entropy default would refuse; else undefined (Model's default).
  */
 export function tfjsTrainingLoss(modelJson: unknown, spec: ModelSpec): LossName | undefined {
   const mj = isObject(modelJson) ? modelJson : {};
   const topo = isObject(mj.modelTopology) ? mj.modelTopology : mj;
   const cfg =
-    mj.trainingConfig ?? mj.training_config ?? topo.training_config ?? topo.trainingConfig;
-  const raw = isObject(cfg) ? cfg.loss : undefined;
+    mj.trainingConfig ??
+    mj.training_config ??
+    topo.training_config ??
+    topo.trainingConfig ??
+    // Keras 3
+    topo.compile_config ??
+    mj.compile_config;
+  let raw = isObject(cfg) ? cfg.loss : undefined;
+  // A loss object ({"class_name": "SparseCategoricalCrossentropy", ...}) as Keras 3 writes it.
+  if (isObject(raw) && typeof raw.class_name === "string") raw = raw.class_name;
   if (typeof raw === "string") {
-    const key = raw.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    const key = raw.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).replace(/^_/, "");
     if (Object.hasOwn(LOSSES, key)) return LOSSES[key];
   }
   return spec.layers[spec.layers.length - 1].type === "sigmoid" ? "meanSquaredError" : undefined;

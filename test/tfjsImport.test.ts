@@ -383,6 +383,21 @@ describe("parsing (no kernels needed)", () => {
     });
     const spec = tfjsTopologyToSpec(modelJson);
     expect(tfjsTrainingLoss(modelJson, spec)).toBe("meanSquaredError");
+    // Keras 3 keeps the loss in compile_config, as a name or as a loss object.
+    const keras3 = (loss: unknown) => ({
+      modelTopology: {
+        ...modelJson.modelTopology,
+        training_config: undefined,
+        compile_config: { loss },
+      },
+    });
+    expect(tfjsTrainingLoss(keras3("mean_squared_error"), spec)).toBe("meanSquaredError");
+    expect(
+      tfjsTrainingLoss(
+        keras3({ class_name: "SparseCategoricalCrossentropy", config: { from_logits: false } }),
+        spec,
+      ),
+    ).toBe("sparseCategoricalCrossentropy");
     const cfg = (modelJson.modelTopology.model_config.config.layers[2] as { config: Json }).config;
     cfg.axis = [1];
     expect(() => tfjsTopologyToSpec(modelJson)).toThrow(
@@ -485,6 +500,15 @@ describe("parsing (no kernels needed)", () => {
         { type: "leakyRelu", alpha: 0.1 },
       ],
     });
+    // The tensor passed as a keyword argument, and an activation serialised as an object.
+    const dl = topo.config.layers[1] as { config: Json; inbound_nodes: unknown[] };
+    dl.inbound_nodes = [{ args: [], kwargs: { inputs: t("input_layer") } }];
+    dl.config.activation = { module: "keras.activations", class_name: "function", config: "tanh" };
+    expect(tfjsTopologyToSpec(topo).layers).toEqual([
+      { type: "dense", units: 3, useBias: true },
+      { type: "tanh" },
+      { type: "leakyRelu", alpha: 0.1 },
+    ]);
   });
 });
 
@@ -772,11 +796,30 @@ describe("unsupported models give errors naming the layer and field", () => {
     ).toThrow(TfjsImportError);
   });
 
-  it("Dense on an image input names the TF.js layer", async () => {
-    const d = dense({ units: 2, inputShape: [4, 4, 1] });
-    const e = await importError(tf.sequential({ layers: [d] }));
-    expect(e.layer).toBe(d.name);
-    expect(e.message).toMatch(/flat input/);
+  it("Dense on an image input acts per pixel, as in Keras: imported as a 1x1 conv", async () => {
+    const tfm = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ filters: 3, kernelSize: 3, inputShape: [5, 6, 2], padding: "same" }),
+        dense({ units: 4, activation: "relu" }),
+        dense({ units: 2, useBias: false }),
+        tf.layers.flatten(),
+        dense({ units: 3, activation: "softmax" }),
+      ],
+    });
+    tfm.layers[1].trainable = false; // frozen in Keras: the import says so
+    const spec = await expectSamePredictions(tfm, 4);
+    const saved = await saveTfjs(tfm);
+    const { report } = importTfjsLayersModel(saved.modelJson, saved.shards);
+    expect(report.filter((r) => /frozen in Keras/.test(r))).toEqual([
+      expect.stringMatching(
+        /^Dense "\w+" -> layer 1 conv2d, 2 relu \(a Dense on \[h, w, c\] acts per pixel: a 1x1 conv\) \(frozen/,
+      ),
+    ]);
+    expect(spec.layers.slice(1, 4)).toMatchObject([
+      { type: "conv2d", filters: 4, padding: "valid", useBias: true },
+      { type: "relu" },
+      { type: "conv2d", filters: 2, padding: "valid", useBias: false },
+    ]);
   });
 });
 
