@@ -7,6 +7,7 @@
 //
 // Options: --quick (fewer epochs/batches/runs/spawns, for a smoke run),
 // --only mlp|cnn|parallel|gemm|inference|cold|size.
+import { execSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
@@ -55,11 +56,16 @@ async function main(): Promise<void> {
   const dataDir = fullDataDir() ?? defaultDataDir();
   const { train, test } = await readIdxDataset(dataDir);
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+  const v = codeVersion();
+  const code = v.commit
+    ? `commit ${v.commit.slice(0, 7)}${v.dirty ? " + uncommitted changes" : ""}`
+    : "not a git checkout";
   console.log(
-    `edgenn bench — ${new Date().toISOString()}\nmachine: ${machine}\ndata: ${dataDir} (${train.count} train / ${test.count} test)\n`,
+    `edgenn bench — ${new Date().toISOString()}\n${code}\nmachine: ${machine}\ndata: ${dataDir} (${train.count} train / ${test.count} test)\n`,
   );
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
+    ...v,
     machine,
     data: dataDir,
     quick,
@@ -72,14 +78,14 @@ async function main(): Promise<void> {
       spec: mlpSpec(),
       epochs: quick ? 1 : 5,
       target: { samplesPerSecond: 20000, testAccuracy: 0.875 },
-      tfBatches: quick ? 20 : 150,
+      tfBatches: quick ? 20 : 150, // 5 windows of 30
     },
     {
       name: "cnn",
       spec: cnnSpec(),
       epochs: quick ? 1 : 3,
       target: { samplesPerSecond: 1000, testAccuracy: 0.91 },
-      tfBatches: quick ? 3 : 15,
+      tfBatches: quick ? 5 : 25, // 5 windows of 5 (TF.js takes ~0.8 s per cnn batch)
     },
   ];
   for (const r of runs) {
@@ -193,6 +199,21 @@ async function main(): Promise<void> {
   );
   writeFileSync(file, JSON.stringify(results, null, 2));
   console.log(`\nresults written to ${file}`);
+}
+
+/** The commit measured, and whether the working tree differed from it (results files aside). */
+function codeVersion(): { commit?: string; dirty?: boolean } {
+  try {
+    const root = packageRoot();
+    const commit = execSync("git rev-parse HEAD", { cwd: root, encoding: "utf8" }).trim();
+    const status = execSync("git status --porcelain --untracked-files=no -- . :!bench/results", {
+      cwd: root,
+      encoding: "utf8",
+    });
+    return { commit, dirty: status.trim() !== "" };
+  } catch {
+    return {}; // not a git checkout
+  }
 }
 
 await main();

@@ -9,6 +9,7 @@
 import * as tf from "@tensorflow/tfjs";
 import * as wasm from "@tensorflow/tfjs-backend-wasm";
 import type { ModelSpec } from "../src/spec.js";
+import { median } from "./stats.js";
 
 let ready = false;
 
@@ -111,12 +112,19 @@ export function tfjsModel(spec: ModelSpec): tf.Sequential {
 }
 
 export interface BaselineResult {
+  /** The median window's samples/s. */
   samplesPerSecond: number;
+  /** Every window's samples/s, in the order run. */
+  windowsSamplesPerSecond: number[];
   batches: number;
   seconds: number;
 }
 
-/** Trains `batches` steps of batch size B (after `warmup` untimed steps); returns throughput. */
+/**
+ * Trains `batches` steps of batch size B (after `warmup` untimed steps), timed in `windows` equal
+ * windows; returns the median window's throughput (a noisy stretch of the shared machine moves one
+ * window, not the result).
+ */
 export async function tfjsTrainThroughput(
   spec: ModelSpec,
   x: Float32Array,
@@ -124,6 +132,7 @@ export async function tfjsTrainThroughput(
   B: number,
   batches: number,
   warmup = 5,
+  windows = 5,
 ): Promise<BaselineResult> {
   await useTfjsWasm();
   const model = tfjsModel(spec);
@@ -139,9 +148,22 @@ export async function tfjsTrainThroughput(
     yb.dispose();
   };
   for (let i = 0; i < warmup; i++) await step(i);
-  const t0 = performance.now();
-  for (let i = 0; i < batches; i++) await step(warmup + i);
-  const seconds = (performance.now() - t0) / 1000;
+  const perWindow = Math.max(1, Math.floor(batches / windows));
+  const rates: number[] = [];
+  let seconds = 0;
+  let i = warmup;
+  for (let w = 0; w < windows; w++) {
+    const t0 = performance.now();
+    for (let k = 0; k < perWindow; k++) await step(i++);
+    const s = (performance.now() - t0) / 1000;
+    seconds += s;
+    rates.push((perWindow * B) / s);
+  }
   model.dispose();
-  return { samplesPerSecond: (batches * B) / seconds, batches, seconds };
+  return {
+    samplesPerSecond: median(rates),
+    windowsSamplesPerSecond: rates,
+    batches: perWindow * windows,
+    seconds,
+  };
 }

@@ -96,7 +96,7 @@ export async function runImport(args: string[], out: ImportOut): Promise<number>
       });
       writeFileAtomic(values.out, bytes);
       out.log(formatReport(report, bytes.length));
-      out.log(`wrote ${values.out} (${bytes.length} bytes)`);
+      out.log(`wrote ${values.out} (${bytes.length.toLocaleString("en-US")} bytes)`);
     } else if (values.int8 || values.logits)
       out.err(`edgenn: --int8 and --logits apply to --out; nothing was written`);
     return 0;
