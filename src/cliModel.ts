@@ -360,8 +360,15 @@ export function demoExport(
   },
   out: CliOut,
 ): number {
-  if (runExport([opts.checkpoint, "--out", opts.out], out) !== 0)
+  // The inspect listing below prints the export report (it is stored in the file): export's own
+  // copy of it would say the same twice, so only its "wrote ..." line is shown.
+  const exported: string[] = [];
+  if (
+    runExport([opts.checkpoint, "--out", opts.out], { ...out, log: (l) => exported.push(l) }) !== 0
+  )
     throw new Error(`exporting ${opts.checkpoint} failed`);
+  const wrote = exported.at(-1);
+  if (wrote) out.log(wrote);
   if (runInspect([opts.out], out) !== 0) throw new Error(`inspecting ${opts.out} failed`);
   const engine = loadEngineFile(opts.out);
   const n = Math.min(opts.samples ?? 8, opts.test.count);

@@ -732,5 +732,8 @@ describe("the demo's export step", () => {
     expect(text).toMatch(/checksum: ok/);
     expect(text).toMatch(/#3 true T-shirt\/top: model \S+ \d\.\d{4}, exported \S+ \d\.\d{4}/);
     expect(text).toMatch(/largest difference between model and exported probabilities/);
+    // The report once (from the inspect listing), after export's "wrote" line.
+    expect(text.match(/export report/g)).toHaveLength(1);
+    expect(text).toMatch(/wrote \S+mlp\.enn \([\d,]+ bytes\)\n\S+mlp\.enn: edgenn model format/);
   });
 });
