@@ -5,7 +5,7 @@
 // Each pass picks one of three strategies (measured at the reference CNN's layers, batch 64):
 //   Winograd F(2x2,3x3)  3x3 stride 1, C and F >= 16 (conv2d_winograd.ts): 2.25x fewer flops;
 //                        14x14x32->64: ~8 ms per pass vs ~14-15 ms for im2col + GEMM.
-//   implicit GEMM        few input channels, F % 8 == 0 (conv2d_implicit.ts): no im2col copy;
+//   implicit GEMM        few input channels (conv2d_implicit.ts): no im2col copy;
 //                        28x28x1->32: fwd 1.6 vs 2.7 ms, filter gradient 1.8 vs 3.4 ms.
 //   im2col + GEMM        everything else, below: "rows" = (n, oh, ow) in chunks so the column
 //                        buffer stays ~256 KB (L2-resident between im2col writing it and the GEMM

@@ -36,7 +36,7 @@ export function implicitForwardApplies(
 ): bool {
   return (
     C <= 32 &&
-    (F & 7) == 0 &&
+    F > 0 &&
     OH > 0 &&
     OW > 0 &&
     paddedFloats(C, KH, KW, SH, SW, OH, OW) <= MAX_PADDED_FLOATS
@@ -71,7 +71,11 @@ export function implicit_scratch_bytes(
   OW: i32,
   F: i32,
 ): i32 {
-  return 3 * 64 + 128 + paddedFloats(C, KH, KW, SH, SW, OH, OW) * 4 + KH * KW * C * F * 4;
+  // alignment slop, the 4x8 staging tile and the bias stage, the padded image, then the forward's
+  // weight panels or the filter gradient's staged dy columns (F % 8 of them, 8 wide per pixel)
+  const panels = KH * KW * C * ((F + 7) & ~7);
+  const dyTail = (F & 7) != 0 ? OH * OW * 8 : 0;
+  return 3 * 64 + 128 + 64 + paddedFloats(C, KH, KW, SH, SW, OH, OW) * 4 + max(panels, dyTail) * 4;
 }
 
 /** xp[Hp][Wp][C] <- image img[H][W][C] placed at (padT, padL), zeros elsewhere (clipped to xp). */
@@ -99,16 +103,41 @@ function padImage(
   }
 }
 
-/** packed[F/8][kdim][8] <- w[kdim][F]: the B panels of the forward micro-kernel (F % 8 == 0). */
+/**
+ * packed[ceil(F/8)][kdim][8] <- w[kdim][F]: the B panels of the forward micro-kernel; a last panel
+ * narrower than 8 is zero-filled.
+ */
 function packWeights(kdim: i32, F: i32, w: usize, packed: usize): void {
   for (let j0 = 0; j0 < F; j0 += 8) {
+    const nr = min(8, F - j0);
     const panel = packed + ((<usize>(j0 * kdim)) << 2);
     for (let q = 0; q < kdim; q++) {
       const s = w + ((<usize>(q * F + j0)) << 2);
       const d = panel + ((<usize>q) << 5);
-      v128.store(d, v128.load(s));
-      v128.store(d, v128.load(s, 16), 16);
+      if (nr == 8) {
+        v128.store(d, v128.load(s));
+        v128.store(d, v128.load(s, 16), 16);
+      } else {
+        v128.store(d, f32x4.splat(0));
+        v128.store(d, f32x4.splat(0), 16);
+        for (let j = 0; j < nr; j++)
+          store<f32>(d + ((<usize>j) << 2), load<f32>(s + ((<usize>j) << 2)));
+      }
     }
+  }
+}
+
+/**
+ * The first nr (< 8) columns of one 4x8 tile row: (+bias) then clamp, per element, with the same
+ * operations as storeRow8 (pmax(x, lo) is `x < lo ? lo : x`, so NaN stays), from the row staged
+ * at `t`; bias is the zero-filled 8-float stage.
+ */
+function storeRowTail(c: usize, t: usize, nr: i32, bias: usize, lo: f32, hi: f32): void {
+  for (let j = 0; j < nr; j++) {
+    let v = load<f32>(t + ((<usize>j) << 2)) + load<f32>(bias + ((<usize>j) << 2));
+    v = v < lo ? lo : v;
+    v = hi < v ? hi : v;
+    store<f32>(c + ((<usize>j) << 2), v);
   }
 }
 
@@ -159,7 +188,8 @@ export function implicitForward(
   const kdim = KH * KW * C;
   const pixels = OH * OW;
   const tile = alignUp64(scratch);
-  const xp = alignUp64(tile + 128);
+  const biasStage = tile + 128;
+  const xp = alignUp64(biasStage + 32);
   const packed = alignUp64(xp + ((<usize>(Hp * Wp * C)) << 2));
   packWeights(kdim, F, w, packed);
   const vlo = f32x4.splat(lo);
@@ -173,12 +203,20 @@ export function implicitForward(
     padImage(x + ((<usize>(n * H * W * C)) << 2), H, W, C, padT, padL, Hp, Wp, xp);
     const yImg = y + ((<usize>(n * pixels * F)) << 2);
     for (let j0 = 0; j0 < F; j0 += 8) {
+      const nr = min(8, F - j0);
       const pb = packed + ((<usize>(j0 * kdim)) << 2);
       let bias0 = f32x4.splat(0);
       let bias1 = bias0;
+      // The bias of a panel narrower than 8 is staged zero-filled (no read past the tensor).
+      v128.store(biasStage, bias0);
+      v128.store(biasStage, bias0, 16);
       if (bias != 0) {
-        bias0 = v128.load(bias + ((<usize>j0) << 2));
-        bias1 = v128.load(bias + ((<usize>j0) << 2), 16);
+        if (nr == 8) {
+          bias0 = v128.load(bias + ((<usize>j0) << 2));
+          bias1 = v128.load(bias + ((<usize>j0) << 2), 16);
+        } else
+          for (let j = 0; j < nr; j++)
+            store<f32>(biasStage + ((<usize>j) << 2), load<f32>(bias + ((<usize>(j0 + j)) << 2)));
       }
       // Window origins of the tile's 4 pixels, walked in raster order.
       let oh = 0;
@@ -247,7 +285,19 @@ export function implicitForward(
           }
         }
         const c = yImg + <usize>r * ldc + ((<usize>j0) << 2);
-        if (mr == 4) {
+        if (nr < 8) {
+          // A last panel of F % 8 columns: staged, then only its nr columns stored.
+          v128.store(tile, c00);
+          v128.store(tile, c01, 16);
+          v128.store(tile, c10, 32);
+          v128.store(tile, c11, 48);
+          v128.store(tile, c20, 64);
+          v128.store(tile, c21, 80);
+          v128.store(tile, c30, 96);
+          v128.store(tile, c31, 112);
+          for (let i = 0; i < mr; i++)
+            storeRowTail(c + <usize>i * ldc, tile + ((<usize>i) << 5), nr, biasStage, lo, hi);
+        } else if (mr == 4) {
           storeRow8(c, c00, c01, false, bias0, bias1, vlo, vhi);
           storeRow8(c + ldc, c10, c11, false, bias0, bias1, vlo, vhi);
           storeRow8(c + 2 * ldc, c20, c21, false, bias0, bias1, vlo, vhi);
@@ -285,7 +335,12 @@ export function implicitBackwardFilter(
   const Hp = (OH - 1) * SH + KH;
   const Wp = (OW - 1) * SW + KW;
   const kdim = KH * KW * C;
-  const xp = alignUp64(alignUp64(scratch) + 128);
+  const tile = alignUp64(scratch);
+  const xp = alignUp64(tile + 128 + 32);
+  // dy's last F % 8 columns, zero-filled to 8 per pixel, so the tail panel reads 8 floats a pixel
+  // from a buffer that has them (dy's rows are F wide and end where the tensor ends).
+  const stage = alignUp64(xp + ((<usize>(Hp * Wp * C)) << 2));
+  const tailJ0 = F & ~7;
   const zero = f32x4.splat(0);
   const none = f32x4.splat(-Infinity);
   const all = f32x4.splat(Infinity);
@@ -298,6 +353,15 @@ export function implicitBackwardFilter(
   for (let n = 0; n < N; n++) {
     padImage(x + ((<usize>(n * H * W * C)) << 2), H, W, C, padT, padL, Hp, Wp, xp);
     const dyImg = dy + ((<usize>(n * OH * OW * F)) << 2);
+    if (tailJ0 < F)
+      for (let p = 0; p < OH * OW; p++) {
+        const d = stage + ((<usize>p) << 5);
+        v128.store(d, zero);
+        v128.store(d, zero, 16);
+        const s = dyImg + ((<usize>(p * F + tailJ0)) << 2);
+        for (let j = 0; j < F - tailJ0; j++)
+          store<f32>(d + ((<usize>j) << 2), load<f32>(s + ((<usize>j) << 2)));
+      }
     for (let q0 = 0; q0 < kdim; q0 += 4) {
       const mr = min(4, kdim - q0);
       // Tap q = (kh*KW + kw)*C + c sits at kh*Wp*C + (kw*C + c) from a window's origin.
@@ -317,7 +381,13 @@ export function implicitBackwardFilter(
         let c21 = zero;
         let c30 = zero;
         let c31 = zero;
+        const nr = min(8, F - j0);
         let b = dyImg + ((<usize>j0) << 2);
+        let bStep = dyStep;
+        if (nr < 8) {
+          b = stage;
+          bStep = 32;
+        }
         for (let oh = 0; oh < OH; oh++) {
           let o = <usize>oh * rowStep;
           const oEnd = o + <usize>OW * pixStep;
@@ -337,10 +407,31 @@ export function implicitBackwardFilter(
             c30 = Isa.madd(av, b0, c30);
             c31 = Isa.madd(av, b1, c31);
             o += pixStep;
-            b += dyStep;
+            b += bStep;
           }
         }
         const c = dw + <usize>q0 * ldc + ((<usize>j0) << 2);
+        if (nr < 8) {
+          // Only nr columns of dw's rows are this panel's: staged, then added one by one with
+          // storeRow8's operations (+C, +0 bias, an unbounded clamp that keeps NaN).
+          v128.store(tile, c00);
+          v128.store(tile, c01, 16);
+          v128.store(tile, c10, 32);
+          v128.store(tile, c11, 48);
+          v128.store(tile, c20, 64);
+          v128.store(tile, c21, 80);
+          v128.store(tile, c30, 96);
+          v128.store(tile, c31, 112);
+          for (let i = 0; i < mr; i++) {
+            const row = c + <usize>i * ldc;
+            const t = tile + ((<usize>i) << 5);
+            for (let j = 0; j < nr; j++) {
+              const at = row + ((<usize>j) << 2);
+              store<f32>(at, load<f32>(t + ((<usize>j) << 2)) + load<f32>(at) + <f32>0);
+            }
+          }
+          continue;
+        }
         storeRow8(c, c00, c01, true, zero, zero, none, all);
         if (mr > 1) storeRow8(c + ldc, c10, c11, true, zero, zero, none, all);
         if (mr > 2) storeRow8(c + 2 * ldc, c20, c21, true, zero, zero, none, all);
