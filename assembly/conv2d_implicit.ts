@@ -127,6 +127,28 @@ function packWeights(kdim: i32, F: i32, w: usize, packed: usize): void {
   }
 }
 
+/** The 4x8 accumulators of a tile, row by row, at t (128 bytes), for a partial store. */
+function stageTile(
+  t: usize,
+  c00: v128,
+  c01: v128,
+  c10: v128,
+  c11: v128,
+  c20: v128,
+  c21: v128,
+  c30: v128,
+  c31: v128,
+): void {
+  v128.store(t, c00);
+  v128.store(t, c01, 16);
+  v128.store(t, c10, 32);
+  v128.store(t, c11, 48);
+  v128.store(t, c20, 64);
+  v128.store(t, c21, 80);
+  v128.store(t, c30, 96);
+  v128.store(t, c31, 112);
+}
+
 /**
  * The first nr (< 8) columns of one 4x8 tile row: (+bias) then clamp, per element, with the same
  * operations as storeRow8 (pmax(x, lo) is `x < lo ? lo : x`, so NaN stays), from the row staged
@@ -287,14 +309,7 @@ export function implicitForward(
         const c = yImg + <usize>r * ldc + ((<usize>j0) << 2);
         if (nr < 8) {
           // A last panel of F % 8 columns: staged, then only its nr columns stored.
-          v128.store(tile, c00);
-          v128.store(tile, c01, 16);
-          v128.store(tile, c10, 32);
-          v128.store(tile, c11, 48);
-          v128.store(tile, c20, 64);
-          v128.store(tile, c21, 80);
-          v128.store(tile, c30, 96);
-          v128.store(tile, c31, 112);
+          stageTile(tile, c00, c01, c10, c11, c20, c21, c30, c31);
           for (let i = 0; i < mr; i++)
             storeRowTail(c + <usize>i * ldc, tile + ((<usize>i) << 5), nr, biasStage, lo, hi);
         } else if (mr == 4) {
@@ -414,14 +429,7 @@ export function implicitBackwardFilter(
         if (nr < 8) {
           // Only nr columns of dw's rows are this panel's: staged, then added one by one with
           // storeRow8's operations (+C, +0 bias, an unbounded clamp that keeps NaN).
-          v128.store(tile, c00);
-          v128.store(tile, c01, 16);
-          v128.store(tile, c10, 32);
-          v128.store(tile, c11, 48);
-          v128.store(tile, c20, 64);
-          v128.store(tile, c21, 80);
-          v128.store(tile, c30, 96);
-          v128.store(tile, c31, 112);
+          stageTile(tile, c00, c01, c10, c11, c20, c21, c30, c31);
           for (let i = 0; i < mr; i++) {
             const row = c + <usize>i * ldc;
             const t = tile + ((<usize>i) << 5);
