@@ -3,7 +3,12 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CheckpointError, loadCheckpoint } from "./checkpoint.js";
-import { InferenceError, flattenSample, type InferenceEngine } from "./engine.js";
+import {
+  InferenceError,
+  flattenSample,
+  nonFiniteOutputProblem,
+  type InferenceEngine,
+} from "./engine.js";
 import { ModelFormatError, readEnn, type EnnModel, type EnnOp } from "./ennFormat.js";
 import { exportModel, formatReport } from "./export.js";
 import { readFileBytes, writeFileAtomic } from "./node/checkpointFile.js";
@@ -278,12 +283,9 @@ export function predictSamples(
     const y = engine.predict(x.subarray(s * n, (s + B) * n), B);
     for (let b = 0; b < B; b++) {
       const row = Array.from(y.subarray(b * engine.outputSize, (b + 1) * engine.outputSize));
-      // As the server answers 422: JSON cannot carry NaN/Infinity, and no class can be named.
-      const bad = row.find((v) => !Number.isFinite(v));
-      if (bad !== undefined)
-        throw new InferenceError(
-          `sample ${s + b}: the model's output is not finite (${bad}); its inputs overflow float32 inside the network (are they scaled as in training?)`,
-        );
+      // As the server answers 422.
+      const overflow = nonFiniteOutputProblem(row, s + b);
+      if (overflow) throw new InferenceError(overflow);
       rows.push(row);
     }
   }

@@ -502,6 +502,31 @@ export function kernelFileChecks(k: Kernels): FileChecks {
   };
 }
 
+/**
+ * Why `v` cannot be a float32 input ("must be a finite number, got ...", "is 1e+39, outside
+ * float32's range ..."), or undefined when it can. Math.fround: a finite double beyond float32's
+ * range would become Infinity.
+ */
+export function float32InputProblem(v: unknown): string | undefined {
+  if (typeof v === "number" && Number.isFinite(Math.fround(v))) return undefined;
+  if (typeof v === "number" && Number.isFinite(v))
+    return `is ${v}, outside float32's range (±3.4028235e38)`;
+  const shown = typeof v === "number" ? String(v) : JSON.stringify(v);
+  return `must be a finite number, got ${shown ?? (v === null ? "null" : typeof v)}`;
+}
+
+/**
+ * The message for an output row that is not finite (undefined when it is): JSON has no NaN or
+ * Infinity and no class can be named from them. Finite inputs far outside what the model was
+ * trained on can overflow float32 inside the network.
+ */
+export function nonFiniteOutputProblem(row: ArrayLike<number>, sample: number): string | undefined {
+  for (let j = 0; j < row.length; j++)
+    if (!Number.isFinite(row[j]))
+      return `sample ${sample}: the model's output is not finite (${row[j]}); its inputs overflow float32 inside the network (are they scaled as in training?)`;
+  return undefined;
+}
+
 /** Writes one sample (flat, or nested exactly to `shape`) into out at `at`; checks every value. */
 export function flattenSample(
   sample: unknown,
@@ -515,14 +540,9 @@ export function flattenSample(
     throw new InferenceError(`${what} must be an array of numbers, got ${typeof sample}`);
   let pos = at;
   const put = (v: unknown, path: string) => {
-    // Math.fround: a finite double beyond float32's range (1e39) would become Infinity.
-    if (typeof v !== "number" || !Number.isFinite(Math.fround(v)))
-      throw new InferenceError(
-        typeof v === "number" && Number.isFinite(v)
-          ? `${what}${path} is ${v}, outside float32's range (±3.4028235e38)`
-          : `${what}${path} must be a finite number, got ${typeof v === "number" ? String(v) : JSON.stringify(v)}`,
-      );
-    out[pos++] = v;
+    const problem = float32InputProblem(v);
+    if (problem) throw new InferenceError(`${what}${path} ${problem}`);
+    out[pos++] = v as number;
   };
   if (sample.length === n && sample.every((v) => !Array.isArray(v))) {
     sample.forEach((v, i) => put(v, `[${i}]`));

@@ -9,7 +9,7 @@
 //   GET  /healthz  {"ok": true}
 // A client's mistake is a 4xx JSON {"error": code, "detail": message}; only a fault of the server
 // (the model cannot load) is a 5xx. See docs/SERVING.md.
-import type { InferenceEngine } from "./engine.js";
+import { float32InputProblem, nonFiniteOutputProblem, type InferenceEngine } from "./engine.js";
 
 export interface ServeLimits {
   /** Most samples one request may carry (the engine is planned for this batch). */
@@ -314,15 +314,8 @@ async function predictResponse(
     const y = engine.predict(x.subarray(s * engine.inputSize, (s + b) * engine.inputSize), b);
     for (let i = 0; i < b; i++) {
       const row = Array.from(y.subarray(i * C, (i + 1) * C));
-      // JSON has no NaN or Infinity, and no class can be picked from them: finite inputs far outside
-      // what the model was trained on can overflow float32 inside the network.
-      const bad = row.find((v) => !Number.isFinite(v));
-      if (bad !== undefined)
-        throw new ClientError(
-          422,
-          "non_finite_output",
-          `sample ${s + i}: the model's output is not finite (${bad}); its inputs overflow float32 inside the network (are they scaled as in training?)`,
-        );
+      const overflow = nonFiniteOutputProblem(row, s + i);
+      if (overflow) throw new ClientError(422, "non_finite_output", overflow);
       let best = 0;
       for (let j = 1; j < C; j++) if (row[j] > row[best]) best = j;
       outputs.push(row);
@@ -442,16 +435,9 @@ function writeSample(
   const n = size(shape);
   let pos = at;
   const put = (v: unknown, path: string) => {
-    // Math.fround: a finite double beyond float32's range (1e39) would become Infinity.
-    if (typeof v !== "number" || !Number.isFinite(Math.fround(v)))
-      throw new ClientError(
-        400,
-        "invalid_number",
-        typeof v === "number" && Number.isFinite(v)
-          ? `${what}${path} is ${v}, outside float32's range (±3.4028235e38)`
-          : `${what}${path} must be a finite number, got ${typeof v === "number" ? String(v) : (JSON.stringify(v) ?? typeOf(v))}`,
-      );
-    out[pos++] = v;
+    const problem = float32InputProblem(v);
+    if (problem) throw new ClientError(400, "invalid_number", `${what}${path} ${problem}`);
+    out[pos++] = v as number;
   };
   if (!Array.isArray(sample))
     throw new ClientError(
