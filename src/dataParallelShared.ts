@@ -15,6 +15,13 @@ const CTL_WORDS = 16;
 
 export interface SharedLayout {
   world: number;
+  /**
+   * How long a replica busy-waits at a barrier before it sleeps in Atomics.wait, in ms. A sleeping
+   * worker idles its core (on a VM the vCPU is descheduled; the wake costs more than a spin's
+   * exit): the cnn on 2 vCPUs trained 3-5% faster spinning (docs/WORKERS.md). 0 when the replicas
+   * outnumber the cores, where a spinning replica would take a core from one that still computes.
+   */
+  spinMs: number;
   samples: number;
   inputSize: number;
   paramFloats: number;
@@ -37,6 +44,7 @@ export interface SharedLayout {
 /** Allocates the shared buffers for a run (the coordinator calls this once). */
 export function makeSharedLayout(
   world: number,
+  spinMs: number,
   x: Float32Array,
   y: Int32Array,
   inputSize: number,
@@ -50,6 +58,7 @@ export function makeSharedLayout(
   new Int32Array(sy).set(y);
   return {
     world,
+    spinMs,
     samples,
     inputSize,
     paramFloats: pFloats,
@@ -113,20 +122,29 @@ export class SharedTransport implements ReplicaTransport {
       Atomics.store(ctl, COUNT, 0);
       Atomics.add(ctl, GEN, 1);
       Atomics.notify(ctl, GEN);
-    } else {
-      // Spin briefly before sleeping: replicas usually arrive within a fraction of a millisecond
-      // of each other, and a sleeping thread (a descheduled vCPU) takes far longer to wake.
-      for (let spin = 0; spin < 20000 && Atomics.load(ctl, GEN) === gen; spin++);
-      while (Atomics.load(ctl, GEN) === gen) {
-        const failed = Atomics.load(ctl, ABORT);
-        if (failed !== 0)
-          throw new ReplicaAbortedError(
-            `edgenn: data-parallel replica ${failed - 1} failed; replica ${this.rank} stopped`,
-            failed - 1,
-          );
-        Atomics.wait(ctl, GEN, gen, 200);
-      }
+      return;
     }
+    // Spin first (a few hundred microseconds even with spinMs 0: replicas usually arrive close
+    // together), then sleep. The clock and the abort flag are read every 1024 loads.
+    const deadline = performance.now() + this.layout.spinMs;
+    for (let spin = 0; Atomics.load(ctl, GEN) === gen; spin++) {
+      if ((spin & 1023) !== 1023) continue;
+      this.throwIfAborted();
+      if (spin >= 20000 && performance.now() >= deadline) break;
+    }
+    while (Atomics.load(ctl, GEN) === gen) {
+      this.throwIfAborted();
+      Atomics.wait(ctl, GEN, gen, 200);
+    }
+  }
+
+  private throwIfAborted(): void {
+    const failed = Atomics.load(this.ctl, ABORT);
+    if (failed !== 0)
+      throw new ReplicaAbortedError(
+        `edgenn: data-parallel replica ${failed - 1} failed; replica ${this.rank} stopped`,
+        failed - 1,
+      );
   }
 
   exchangeStep(step: number, grads: Float32Array | null, lossSum: number, correct: number): void {

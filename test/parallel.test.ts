@@ -110,6 +110,22 @@ describe("data-parallel training (worker_threads, SharedArrayBuffer)", () => {
     expect(Math.abs(acc - singleAcc)).toBeLessThan(0.05);
     expect(r.model.epoch).toBe(2);
   });
+
+  it("how long replicas spin at the barrier changes no bit (spinning, sleeping)", async () => {
+    const n = 600;
+    const x = train.x.slice(0, n * 784);
+    const y = train.y.slice(0, n);
+    const opts = { seed: 2, workers: 2, epochs: 2, batchSize: 60 };
+    // The default (spin up to 50 ms where the workers fit on the cores, else ~20k loads), none,
+    // and a long one; one run at a time, so spinning replicas never take a core from the others.
+    const runs = [];
+    for (const spinWaitMs of [undefined, 0, 20])
+      runs.push(await run(withBn, x, y, { ...opts, spinWaitMs }));
+    for (const r of runs) expect(r.replicasIdentical).toBe(true);
+    // Weights, BN moving statistics, optimizer state, step count: the whole checkpoint.
+    for (const r of runs.slice(1))
+      expect(Buffer.compare(Buffer.from(r.checkpoint), Buffer.from(runs[0].checkpoint))).toBe(0);
+  });
 });
 
 describe("data-parallel training over messages (no SharedArrayBuffer)", () => {
@@ -290,6 +306,10 @@ describe("a failing replica stops the run", () => {
 
   it("asks for labels, workers and a transport that exist", async () => {
     const { x, y } = data();
+    for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY])
+      await expect(run(plain, x, y, { workers: 2, epochs: 1, spinWaitMs: bad })).rejects.toThrow(
+        `spinWaitMs must be a finite number >= 0, got ${bad}`,
+      );
     await expect(run(plain, x, y, { workers: 0, epochs: 1 })).rejects.toThrow(
       "workers must be a positive integer, got 0",
     );

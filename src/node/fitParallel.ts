@@ -2,6 +2,7 @@
 // BatchNorm statistics are handled, worker/parallelClient.ts for the coordinator). Returns an
 // ordinary Model (replica 0's state, which every replica shares) and the per-epoch history.
 import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
@@ -41,6 +42,7 @@ export async function fitParallel(
     throw new Error(`edgenn: ${script} not found; run "npm run build" first`);
   return trainDataParallel(spec, x, y, rest, {
     kernels: loadKernels,
+    cores: availableParallelism(),
     spawn(rank) {
       const thread = new Worker(script, { name: `edgenn-replica-${rank}` });
       return {
