@@ -253,7 +253,11 @@ async function latencies(
   return us.map((u) => ({ medianUs: quantile(u, 0.5), p90Us: quantile(u, 0.9), runs: u.length }));
 }
 
-/** Batch throughput of every caller: timed windows (>= ~100 ms each) taken round-robin. */
+/**
+ * Batch throughput of every caller: timed windows (>= ~30 ms each) taken round-robin. Many short
+ * windows rather than a few long ones: a noisy stretch of the shared machine then spans several
+ * windows of every runtime instead of landing on one runtime's window.
+ */
 async function throughputs(
   callers: Caller[],
   batch: number,
@@ -267,7 +271,7 @@ async function throughputs(
     for (;;) {
       const t0 = performance.now();
       for (let i = 0; i < n; i++) await c.batch();
-      if (performance.now() - t0 >= 100 || n >= 1 << 14) break;
+      if (performance.now() - t0 >= 30 || n >= 1 << 14) break;
       n *= 2;
     }
     calls.push(n);
@@ -364,7 +368,7 @@ export async function runInferenceBench(
 
     const runs = quick ? (name === "mlp" ? 200 : 50) : name === "mlp" ? 2000 : 500;
     const warm = quick ? 50 : name === "mlp" ? 500 : 200;
-    const windows = quick ? 3 : 7;
+    const windows = quick ? 3 : 21;
     const w64 = quick ? 3 : 20;
     const runtimes: RuntimeRow["runtime"][] = ["edgenn", "ort", "tfjs"];
     const callers: Caller[] = [
