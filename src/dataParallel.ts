@@ -82,15 +82,22 @@ export interface ReplicaTransport {
   readonly stateFloats: number;
   /**
    * Publishes this replica's gradients for batch `step` (null: an empty shard, read as zeros) with
-   * its shard's summed loss and correct count, and waits until every replica's are readable.
-   * Synchronous over shared memory, a promise over messages.
+   * its shard's summed loss and correct count and whether it saw a stop request, and waits until
+   * every replica's are readable. Synchronous over shared memory, a promise over messages.
    */
   exchangeStep(
     step: number,
     grads: Float32Array | null,
     lossSum: number,
     correct: number,
+    stop: boolean,
   ): void | Promise<void>;
+  /** Whether the coordinator asked this replica to stop (the run's signal aborted). */
+  stopRequested(): boolean;
+  /** The stop request comes as a message: the replica must let its event loop run now and then. */
+  readonly stopArrivesByMessage: boolean;
+  /** Whether replica r saw a stop request when it published `step`. */
+  stopAsked(step: number, r: number): boolean;
   /** Replica r's gradients for `step`; valid from exchangeStep(step) until the next exchange. */
   gradients(step: number, r: number): Float32Array;
   lossSum(step: number, r: number): number;
@@ -108,7 +115,19 @@ export interface ReplicaEpoch {
   loss: number;
   accuracy: number;
   seconds: number;
+  /**
+   * Batches trained: all of the epoch's, or fewer when a stop request ended it early (the
+   * replicas agree on the step: each publishes the request it saw with its gradients, and all
+   * stop after the first step any of them saw one).
+   */
+  batches: number;
+  /** Sample-weighted loss sum and correct predictions over those batches (all shards). */
+  lossSum: number;
+  correct: number;
 }
+
+/** A message-transport replica yields to its event loop at least this often, so a stop arrives. */
+const YIELD_EVERY_MS = 100;
 
 export class Replica {
   readonly model: Model;
@@ -203,11 +222,14 @@ export class Replica {
     const t0 = performance.now();
     let lossSum = 0;
     let right = 0;
+    let done = batches;
+    let lastYield = t0;
     for (let bi = 0; bi < batches; bi++) {
       const s = bi * B;
       const b = Math.min(B, N - s);
       const { offset, rows } = shardOf(b, rank, world);
       let exchanged: void | Promise<void>;
+      const stop = t.stopRequested();
       if (rows > 0) {
         const p = m.plan(rows);
         const i32 = k.i32;
@@ -217,16 +239,18 @@ export class Replica {
         m.forwardTrain(p, rows);
         const loss = m.lossOf(p, rows, true, true, p.gradA, correct);
         m.backward(p, rows);
-        exchanged = t.exchangeStep(bi, myGrads, loss * rows, correct[0]);
+        exchanged = t.exchangeStep(bi, myGrads, loss * rows, correct[0], stop);
       } else {
-        exchanged = t.exchangeStep(bi, null, 0, 0);
+        exchanged = t.exchangeStep(bi, null, 0, 0, stop);
       }
       if (exchanged) await exchanged;
       // Every replica reads the same slots in the same order: identical sums, identical updates.
       let batchLoss = 0;
+      let stopNow = false;
       for (let r = 0; r < world; r++) {
         batchLoss += t.lossSum(bi, r);
         right += t.correct(bi, r);
+        stopNow ||= t.stopAsked(bi, r);
       }
       if (!Number.isFinite(batchLoss)) {
         throw new TrainingDivergedError(
@@ -238,10 +262,29 @@ export class Replica {
       lossSum += batchLoss;
       this.reduceGradients(bi, b, rows > 0);
       m.applyGradients();
+      if (stopNow && bi < batches - 1) {
+        done = bi + 1;
+        break;
+      }
+      // Over shared memory the coordinator's stop request is a word in the shared buffer; over
+      // messages it is a call, which needs the event loop (a replica that never waits would not
+      // see it until the epoch ends).
+      if (t.stopArrivesByMessage && performance.now() - lastYield > YIELD_EVERY_MS) {
+        await new Promise<void>((resolve) => setTimeout(resolve, 0));
+        lastYield = performance.now();
+      }
     }
-    await this.averageMovingStatistics();
-    m.epoch++;
-    return { loss: lossSum / N, accuracy: right / N, seconds: (performance.now() - t0) / 1000 };
+    await this.averageMovingStatistics(done);
+    if (done === batches) m.epoch++;
+    const samples = Math.min(done * B, N);
+    return {
+      loss: lossSum / samples,
+      accuracy: right / samples,
+      seconds: (performance.now() - t0) / 1000,
+      batches: done,
+      lossSum,
+      correct: right,
+    };
   }
 
   /**
@@ -281,7 +324,7 @@ export class Replica {
   }
 
   /** Averages BN moving statistics across replicas so they all hold the same ones. */
-  private async averageMovingStatistics(): Promise<void> {
+  private async averageMovingStatistics(batchesDone: number): Promise<void> {
     if (this.transport.stateFloats === 0) return;
     const f = this.model.kernels.f32;
     let o = 0;
@@ -296,7 +339,7 @@ export class Replica {
     const B = this.batchSize;
     const N = this.samples;
     const updates = new Array<number>(world).fill(0);
-    for (let s = 0; s < N; s += B)
+    for (let s = 0; s < Math.min(N, batchesDone * B); s += B)
       for (let r = 0; r < world; r++)
         if (shardOf(Math.min(B, N - s), r, world).rows > 0) updates[r]++;
     const total = updates.reduce((a, b) => a + b, 0);

@@ -24,7 +24,14 @@ export interface PeerPort {
 }
 
 type PeerMessage =
-  | { kind: "step"; step: number; grads: Float32Array | null; lossSum: number; correct: number }
+  | {
+      kind: "step";
+      step: number;
+      grads: Float32Array | null;
+      lossSum: number;
+      correct: number;
+      stop: boolean;
+    }
   | { kind: "state"; state: Float32Array }
   | { kind: "abort"; rank: number; message: string };
 
@@ -49,6 +56,7 @@ export function makeMessageMesh(world: number): (MessagePort | null)[][] {
 
 export class MessageTransport implements ReplicaTransport {
   readonly world: number;
+  readonly stopArrivesByMessage = true;
   /** inbox[peer]: messages from that peer not consumed yet, in the order it sent them. */
   private readonly inbox: PeerMessage[][];
   /** This step's message from every replica (this one's own too). */
@@ -64,6 +72,8 @@ export class MessageTransport implements ReplicaTransport {
     reject: (e: Error) => void;
   } | null = null;
   private failure: ReplicaAbortedError | undefined;
+  /** Set by requestStop (the coordinator's call when the run's signal aborts). */
+  private stopFlag = false;
 
   constructor(
     readonly rank: number,
@@ -126,11 +136,21 @@ export class MessageTransport implements ReplicaTransport {
     return message as Extract<PeerMessage, { kind: K }>;
   }
 
+  /** The coordinator asks the replicas to stop after the step in flight. */
+  requestStop(): void {
+    this.stopFlag = true;
+  }
+
+  stopRequested(): boolean {
+    return this.stopFlag;
+  }
+
   exchangeStep(
     step: number,
     grads: Float32Array | null,
     lossSum: number,
     correct: number,
+    stop: boolean,
   ): void | Promise<void> {
     if (this.failure) throw this.failure;
     for (let r = 0; r < this.world; r++) {
@@ -144,6 +164,7 @@ export class MessageTransport implements ReplicaTransport {
       grads: grads ? this.own : null,
       lossSum,
       correct,
+      stop,
     };
     this.ports.forEach((port, peer) => {
       if (!port) return;
@@ -152,7 +173,7 @@ export class MessageTransport implements ReplicaTransport {
         slot = this.spare.pop() ?? new Float32Array(this.paramFloats);
         slot.set(grads);
       }
-      const message: PeerMessage = { kind: "step", step, grads: slot, lossSum, correct };
+      const message: PeerMessage = { kind: "step", step, grads: slot, lossSum, correct, stop };
       port.postMessage(message, slot ? [slot.buffer as ArrayBuffer] : []);
     });
     const arrived = this.gather();
@@ -186,6 +207,10 @@ export class MessageTransport implements ReplicaTransport {
 
   correct(_step: number, r: number): number {
     return this.current[r]!.correct;
+  }
+
+  stopAsked(_step: number, r: number): boolean {
+    return this.current[r]!.stop;
   }
 
   async exchangeState(state: Float32Array, use: (slots: Float32Array[]) => void): Promise<void> {

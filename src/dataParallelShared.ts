@@ -11,7 +11,11 @@ const COUNT = 0;
 const GEN = 1;
 /** 0 while all is well; rank + 1 of the replica that failed. */
 const ABORT = 2;
+/** Set by the coordinator when the run's signal aborts: replicas stop after the step in flight. */
+const STOP = 3;
 const CTL_WORDS = 16;
+/** f64 words per replica and step in the stats buffer. */
+const STAT_WORDS = 3;
 
 export interface SharedLayout {
   world: number;
@@ -37,7 +41,7 @@ export interface SharedLayout {
   grads: SharedArrayBuffer;
   /** [world][stateFloats] BN moving statistics, exchanged at epoch end. */
   state: SharedArrayBuffer;
-  /** [2 parities][world][2] (loss * rows, correct) per step. */
+  /** [2 parities][world][3] (loss * rows, correct, stop asked) per step. */
   stats: SharedArrayBuffer;
 }
 
@@ -69,7 +73,7 @@ export function makeSharedLayout(
     y: sy,
     grads: new SharedArrayBuffer(2 * world * pFloats * 4),
     state: new SharedArrayBuffer(Math.max(world * sFloats, 1) * 4),
-    stats: new SharedArrayBuffer(2 * world * 2 * 8),
+    stats: new SharedArrayBuffer(2 * world * STAT_WORDS * 8),
   };
 }
 
@@ -83,8 +87,17 @@ export function abortSharedRun(layout: SharedLayout, failedRank: number): void {
   Atomics.notify(ctl, GEN);
 }
 
+/**
+ * Asks the replicas to stop after the step in flight (the run's signal aborted). Each replica
+ * publishes what it saw with its step's gradients, so all stop after the same step.
+ */
+export function requestSharedStop(layout: SharedLayout): void {
+  Atomics.store(new Int32Array(layout.ctl), STOP, 1);
+}
+
 export class SharedTransport implements ReplicaTransport {
   readonly world: number;
+  readonly stopArrivesByMessage = false;
   readonly paramFloats: number;
   readonly stateFloats: number;
   private readonly ctl: Int32Array;
@@ -147,14 +160,25 @@ export class SharedTransport implements ReplicaTransport {
       );
   }
 
-  exchangeStep(step: number, grads: Float32Array | null, lossSum: number, correct: number): void {
+  stopRequested(): boolean {
+    return Atomics.load(this.ctl, STOP) !== 0;
+  }
+
+  exchangeStep(
+    step: number,
+    grads: Float32Array | null,
+    lossSum: number,
+    correct: number,
+    stop: boolean,
+  ): void {
     const parity = step & 1;
     const mine = this.slots[parity][this.rank];
     if (grads) mine.set(grads);
     else mine.fill(0);
-    const st = (parity * this.world + this.rank) * 2;
+    const st = (parity * this.world + this.rank) * STAT_WORDS;
     this.stats[st] = lossSum;
     this.stats[st + 1] = correct;
+    this.stats[st + 2] = stop ? 1 : 0;
     this.barrier();
     // Slots are double-buffered by step parity, so the next step may write while slower replicas
     // still read this one; step + 2 reuses these slots only after the barrier of step + 1.
@@ -165,11 +189,15 @@ export class SharedTransport implements ReplicaTransport {
   }
 
   lossSum(step: number, r: number): number {
-    return this.stats[((step & 1) * this.world + r) * 2];
+    return this.stats[((step & 1) * this.world + r) * STAT_WORDS];
   }
 
   correct(step: number, r: number): number {
-    return this.stats[((step & 1) * this.world + r) * 2 + 1];
+    return this.stats[((step & 1) * this.world + r) * STAT_WORDS + 1];
+  }
+
+  stopAsked(step: number, r: number): boolean {
+    return this.stats[((step & 1) * this.world + r) * STAT_WORDS + 2] !== 0;
   }
 
   exchangeState(state: Float32Array, use: (slots: Float32Array[]) => void): void {

@@ -228,7 +228,7 @@ describe("options, BatchNorm shards and cancelling", () => {
     ).rejects.toThrow("data-parallel training does not support validationData, onBatchEnd");
   });
 
-  it("a signal stops the run at the end of the epoch in flight, with a usable model", async () => {
+  it("a signal aborted between epochs stops before the next one, with a usable model", async () => {
     const x = train.x.slice(0, 300 * 784);
     const y = train.y.slice(0, 300);
     const ac = new AbortController();
@@ -249,6 +249,78 @@ describe("options, BatchNorm shards and cancelling", () => {
     const e = evaluate(r.model, test.x.slice(0, 100 * 784), test.y.slice(0, 100));
     expect(Number.isFinite(e.loss)).toBe(true);
   });
+
+  it("1 worker: a cancel inside an epoch, then fit() to the end, equals an uninterrupted fit() byte for byte", async () => {
+    const n = 2000;
+    const x = train.x.slice(0, n * 784);
+    const y = train.y.slice(0, n);
+    const B = 10;
+    const direct = new Model(loadKernels(), withBn, { seed: 6 });
+    await fit(direct, x, y, { epochs: 2, batchSize: B });
+    for (const transport of ["shared", "message"] as const) {
+      const ac = new AbortController();
+      const r = await run(withBn, x, y, {
+        seed: 6,
+        workers: 1,
+        epochs: 2,
+        batchSize: B,
+        transport,
+        signal: ac.signal,
+        // Aborted just after epoch 1 starts: the replica stops after a step of it.
+        onEpochEnd: () => void setTimeout(() => ac.abort(), 0),
+      });
+      expect(r.cancelled).toBe(true);
+      expect(r.history).toHaveLength(1);
+      const progress = r.model.epochProgress!;
+      expect(progress.batch).toBeGreaterThan(0);
+      expect(progress.batch).toBeLessThan(n / B);
+      expect(r.model.epoch).toBe(1);
+      await fit(r.model, x, y, { epochs: 2, batchSize: B });
+      expect(r.model.epochProgress).toBeUndefined();
+      // Weights, BN statistics, optimizer state, step count, both RNG streams.
+      expect(
+        Buffer.compare(Buffer.from(saveCheckpoint(r.model)), Buffer.from(saveCheckpoint(direct))),
+      ).toBe(0);
+    }
+  });
+
+  it.each(["shared", "message"] as const)(
+    "%s transport, 2 workers: a cancel stops the replicas after the same step inside the epoch",
+    async (transport) => {
+      const n = 2000;
+      const x = train.x.slice(0, n * 784);
+      const y = train.y.slice(0, n);
+      const ac = new AbortController();
+      const t0 = performance.now();
+      let aborted = 0;
+      const r = await run(withBn, x, y, {
+        seed: 7,
+        workers: 2,
+        epochs: 1000,
+        batchSize: 8,
+        transport,
+        signal: ac.signal,
+        onEpochEnd: () =>
+          void setTimeout(() => {
+            aborted = performance.now();
+            ac.abort();
+          }, 0),
+      });
+      expect(r.cancelled).toBe(true);
+      expect(r.history).toHaveLength(1);
+      expect(r.replicasIdentical).toBe(true); // the same steps, the same averaged statistics
+      const progress = r.model.epochProgress!;
+      expect(progress.batch).toBeGreaterThan(0);
+      expect(progress.batch).toBeLessThan(n / 8);
+      // Promptly: an epoch here is 250 steps; the stop came within a few of them.
+      expect(performance.now() - aborted).toBeLessThan(2000);
+      expect(performance.now() - t0).toBeLessThan(30000);
+      // The model goes on training in one thread from the step where the replicas stopped.
+      await fit(r.model, x, y, { epochs: 2, batchSize: 8 });
+      expect(r.model.epoch).toBe(2);
+      expect(r.model.epochProgress).toBeUndefined();
+    },
+  );
 });
 
 describe("a failing replica stops the run", () => {

@@ -22,9 +22,9 @@ import {
   type ReplicaEpoch,
 } from "../src/dataParallel.js";
 import { makeMessageMesh } from "../src/dataParallelMessage.js";
-import { abortSharedRun, makeSharedLayout } from "../src/dataParallelShared.js";
+import { abortSharedRun, makeSharedLayout, requestSharedStop } from "../src/dataParallelShared.js";
 import { Kernels } from "../src/kernels.js";
-import { Model, ModelError, type ModelOptions } from "../src/model.js";
+import { Model, ModelError, type EpochProgress, type ModelOptions } from "../src/model.js";
 import type { ModelSpec } from "../src/spec.js";
 import { prepareLabels, type EpochLog, type Labels } from "../src/train.js";
 import { WorkerDiedError, type KernelSource, type WorkerConnection } from "./client.js";
@@ -61,8 +61,10 @@ export interface DataParallelOptions extends ModelOptions {
   spinWaitMs?: number;
   onEpochEnd?: (log: EpochLog) => void | Promise<void>;
   /**
-   * Aborting stops the run at the end of the epoch in flight (the replicas agree at epoch
-   * boundaries); it resolves with `cancelled: true` and the model as of that epoch.
+   * Aborting stops the run after the step in flight (the replicas agree on which: each publishes
+   * what it saw with its gradients) and resolves with `cancelled: true` and the model after that
+   * step. A stop inside an epoch leaves `model.epochProgress` (kept in the checkpoint), so fit()
+   * with the same data and batch size continues that epoch in one thread.
    */
   signal?: AbortSignal;
 }
@@ -91,7 +93,7 @@ export interface DataParallelResult {
   transport: ParallelTransport;
   /** The trained model as checkpoint bytes (what `model` was loaded from). */
   checkpoint: Uint8Array;
-  /** The signal stopped the run (after `history.length` epochs). */
+  /** The signal stopped the run (after `history.length` whole epochs and, inside the next one, `model.epochProgress.batch` batches). */
   cancelled: boolean;
 }
 
@@ -260,6 +262,7 @@ export async function trainDataParallel(
   died.catch(() => undefined); // observed through allReplicas only
   const connections: WorkerConnection[] = [];
   const replicas: Comlink.Remote<ReplicaApi>[] = [];
+  let stopOnAbort: (() => void) | undefined;
   try {
     for (let rank = 0; rank < world; rank++) {
       const connection = host.spawn(rank);
@@ -285,11 +288,20 @@ export async function trainDataParallel(
     const perm = layout ? new Int32Array(layout.perm) : new Int32Array(N);
     const history: EpochLog[] = [];
     let cancelled = false;
+    let progress: EpochProgress | undefined;
+    const batches = Math.ceil(N / B);
+    stopOnAbort = () => {
+      if (layout) requestSharedStop(layout);
+      else for (const r of replicas) r.requestStop().catch(() => undefined);
+    };
+    signal?.addEventListener("abort", stopOnAbort);
     for (let epoch = 0; epoch < epochs; epoch++) {
+      // A cancel between epochs stops before the next permutation is drawn (as in fit()).
       if (signal?.aborted) {
         cancelled = true;
         break;
       }
+      const epochRng = shuffle.getState();
       for (let i = 0; i < N; i++) perm[i] = i;
       shuffle.shuffle(perm);
       const t0 = performance.now();
@@ -297,6 +309,19 @@ export async function trainDataParallel(
         replicas.map((r) => r.runEpoch(layout ? undefined : perm)),
         died,
       );
+      if (results[0].batches < batches) {
+        progress = {
+          shuffleRng: epochRng,
+          batch: results[0].batches,
+          samples: N,
+          batchSize: B,
+          shuffle: true,
+          lossSum: results[0].lossSum,
+          correct: results[0].correct,
+        };
+        cancelled = true;
+        break;
+      }
       const seconds = (performance.now() - t0) / 1000;
       const log: EpochLog = {
         epoch,
@@ -312,7 +337,10 @@ export async function trainDataParallel(
       replicas.map((r) => r.weightsDigest()),
       died,
     );
-    const [checkpoint] = await allReplicas([replicas[0].checkpoint(shuffle.getState())], died);
+    const [checkpoint] = await allReplicas(
+      [replicas[0].checkpoint(shuffle.getState(), progress)],
+      died,
+    );
     await allReplicas(
       replicas.map((r) => r.close()),
       died,
@@ -327,6 +355,7 @@ export async function trainDataParallel(
     };
   } finally {
     finished = true;
+    if (stopOnAbort) signal?.removeEventListener("abort", stopOnAbort);
     for (const r of replicas) r[Comlink.releaseProxy]();
     await Promise.all(connections.map((c) => c.terminate()));
   }

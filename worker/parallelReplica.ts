@@ -8,7 +8,7 @@ import { Replica, type ReplicaEpoch } from "../src/dataParallel.js";
 import { MessageTransport, type PeerPort } from "../src/dataParallelMessage.js";
 import { SharedTransport, type SharedLayout } from "../src/dataParallelShared.js";
 import { Kernels } from "../src/kernels.js";
-import type { ModelOptions } from "../src/model.js";
+import type { EpochProgress, ModelOptions } from "../src/model.js";
 import type { ModelSpec } from "../src/spec.js";
 import { installErrorSerializer } from "./trainWorker.js";
 
@@ -103,6 +103,14 @@ export function createReplicaApi(options: ReplicaApiOptions = {}) {
       return r.runEpoch(order);
     },
 
+    /**
+     * Asks the replica to stop after the step in flight (message transport; over shared memory the
+     * coordinator sets a word in the shared buffer instead).
+     */
+    requestStop(): void {
+      messages?.requestStop();
+    },
+
     /** CRC-32 of every weight and BN statistic: equal on all replicas when they agree bit for bit. */
     weightsDigest(): number {
       const m = current().model;
@@ -114,12 +122,13 @@ export function createReplicaApi(options: ReplicaApiOptions = {}) {
 
     /**
      * The replica's model as checkpoint bytes, transferred back. `shuffleRng` is the coordinator's
-     * shuffle state (replicas never shuffle), so fit() resumes from the checkpoint as it would
-     * after training in one thread.
+     * shuffle state (replicas never shuffle) and `progress` where a stop ended an epoch early, so
+     * fit() resumes from the checkpoint as it would after training (or a cancel) in one thread.
      */
-    checkpoint(shuffleRng: number[]): Uint8Array {
+    checkpoint(shuffleRng: number[], progress?: EpochProgress): Uint8Array {
       const m = current().model;
       m.shuffleRng.setState(shuffleRng);
+      m.epochProgress = progress;
       const bytes = saveCheckpoint(m);
       return Comlink.transfer(bytes, [bytes.buffer]);
     },
