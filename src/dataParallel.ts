@@ -14,10 +14,11 @@
 // BatchNorm: each replica normalises with its own shard's batch statistics (as multi-GPU
 // frameworks do without SyncBatchNorm), so N-worker training is not the same function as 1-worker
 // training when the model has BN; gradients are averaged exactly (weighted by shard size). The
-// moving statistics are averaged across replicas at the end of every epoch (weighted by how many
-// steps each replica's shard had rows), so every replica (and the exported model) holds the same
-// ones. A batch whose shards would have fewer than 2 rows is refused for BN models. Dropout masks differ per replica (seeded by rank;
-// replica 0 draws fit()'s stream, so one worker is fit() bit for bit).
+// moving statistics are averaged across replicas at the end of every epoch and at a stop inside one
+// (weighted by how many steps each replica's shard had rows), so every replica (and the exported
+// model) holds the same ones. A batch whose shards would have fewer than 2 rows is refused for BN
+// models. Dropout masks differ per replica (seeded by rank; replica 0 draws fit()'s stream, so one
+// worker is fit() bit for bit).
 // Without BN and dropout, N workers compute the same gradients as one up to float rounding.
 //
 // Platform-neutral: runs in Node worker_threads and in Web Workers. The coordinator
@@ -244,7 +245,6 @@ export class Replica {
       const b = Math.min(B, N - s);
       const { offset, rows } = shardOf(b, rank, world);
       let exchanged: void | Promise<void>;
-      const stop = t.stopRequested();
       if (rows > 0) {
         const p = m.plan(rows);
         const i32 = k.i32;
@@ -254,11 +254,16 @@ export class Replica {
         m.forwardTrain(p, rows);
         const loss = m.lossOf(p, rows, true, true, p.gradA, correct);
         m.backward(p, rows);
-        exchanged = t.exchangeStep(bi, myGrads, loss * rows, correct[0], stop);
+        // The stop request is read as late as possible: one that came during this step's compute
+        // stops the run after this step.
+        exchanged = t.exchangeStep(bi, myGrads, loss * rows, correct[0], t.stopRequested());
       } else {
-        exchanged = t.exchangeStep(bi, null, 0, 0, stop);
+        exchanged = t.exchangeStep(bi, null, 0, 0, t.stopRequested());
       }
-      if (exchanged) await exchanged;
+      if (exchanged) {
+        await exchanged; // a peer's message came through the event loop, which ran
+        lastYield = performance.now();
+      }
       // Every replica reads the same slots in the same order: identical sums, identical updates.
       let batchLoss = 0;
       let stopNow = false;

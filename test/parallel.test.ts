@@ -6,6 +6,9 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildNodeWorker, ROOT } from "../scripts/build-web.mjs";
 import { saveCheckpoint } from "../src/checkpoint.js";
+import { paramFloats, Replica, type ReplicaTransport } from "../src/dataParallel.js";
+import { MessageTransport } from "../src/dataParallelMessage.js";
+import { makeSharedLayout, requestSharedStop, SharedTransport } from "../src/dataParallelShared.js";
 import type { Dataset } from "../src/dataset.js";
 import { Model } from "../src/model.js";
 import { fitParallel, type ParallelFitOptions } from "../src/node/fitParallel.js";
@@ -283,6 +286,40 @@ describe("options, BatchNorm shards and cancelling", () => {
       ).toBe(0);
     }
   });
+
+  it.each(["shared", "message"] as const)(
+    "%s transport: a stop that arrives during a step's backward pass stops the replica after that step",
+    async (kind) => {
+      // One replica in this thread, so the stop can be raised at an exact point of step 3.
+      const n = 100;
+      const x = train.x.slice(0, n * 784);
+      const y = train.y.slice(0, n);
+      const probe = new Model(loadKernels(), plain, { seed: 1 });
+      const P = paramFloats(probe);
+      let transport: ReplicaTransport;
+      let stop: () => void;
+      if (kind === "shared") {
+        const layout = makeSharedLayout(1, 0, x, y, 784, P, 0);
+        transport = new SharedTransport(layout, 0);
+        stop = () => requestSharedStop(layout);
+      } else {
+        const messages = new MessageTransport(0, P, 0, [null]);
+        transport = messages;
+        stop = () => messages.requestStop();
+      }
+      const replica = new Replica(loadKernels(), plain, { seed: 1 }, transport, 10, x, y);
+      const backward = replica.model.backward.bind(replica.model);
+      let step = 0;
+      replica.model.backward = (...args) => {
+        if (step++ === 3) stop();
+        return backward(...args);
+      };
+      const epoch = await replica.runEpoch(Int32Array.from({ length: n }, (_, i) => i));
+      expect(epoch.batches).toBe(4);
+      expect(replica.model.step).toBe(4);
+      expect(replica.model.epoch).toBe(0);
+    },
+  );
 
   it.each(["shared", "message"] as const)(
     "%s transport, 2 workers: a cancel stops the replicas after the same step inside the epoch",
