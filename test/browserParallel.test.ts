@@ -2,6 +2,7 @@
 // the multi-core page (web/parallel.ts) trains on 2 Web Workers over a SharedArrayBuffer when it
 // is cross-origin isolated and by postMessage when it is served without COOP/COEP, and both runs
 // end with the checkpoint Node's 2-worker run writes for the same seed, byte for byte.
+// A cancel stops the workers after the same step inside an epoch over either transport.
 import type { Server } from "node:http";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -166,6 +167,36 @@ describe("multi-core training in headless Chromium", () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it.each(["isolated", "plain"] as const)(
+    "%s page: a cancel stops the workers after the same step inside an epoch",
+    async (which) => {
+      const page = which === "isolated" ? isolatedPage : plainPage;
+      // 100 batches of 20 rows an epoch; the page aborts just after the first epoch ends.
+      const r = await page.evaluate(
+        async (run) => {
+          const res = await (window as any).edgennParallel.run(run);
+          return {
+            transport: res.transport as string,
+            cancelled: res.cancelled as boolean,
+            epochs: res.history.length as number,
+            replicasIdentical: res.replicasIdentical as boolean,
+            batch: res.model.epochProgress?.batch as number | undefined,
+            modelEpoch: res.model.epoch as number,
+          };
+        },
+        { ...RUN, samples: 2000, batchSize: 20, epochs: 1000, cancelAfterEpoch: 0 },
+      );
+      expect(r.transport).toBe(which === "isolated" ? "shared" : "message");
+      expect(r.cancelled).toBe(true);
+      expect(r.epochs).toBe(1);
+      expect(r.modelEpoch).toBe(1);
+      expect(r.replicasIdentical).toBe(true);
+      expect(r.batch).toBeGreaterThan(0);
+      expect(r.batch).toBeLessThan(100);
+      expect(pageErrors).toEqual([]);
+    },
+  );
+
   it("the page's button trains and logs each epoch", async () => {
     await plainPage.fill("#workers", "2");
     await plainPage.fill("#epochs", "1");
@@ -179,5 +210,34 @@ describe("multi-core training in headless Chromium", () => {
     const text = (await plainPage.textContent("#log"))!;
     expect(text).toMatch(/epoch 1: loss [\d.]+, accuracy [\d.]+/);
     expect(text).toContain("done on 2 workers over messages; replicas identical: true");
+  });
+
+  it("the page's Cancel button stops a run inside an epoch", async () => {
+    await plainPage.fill("#workers", "2");
+    await plainPage.fill("#epochs", "50");
+    await plainPage.fill("#samples", "6000");
+    // The log keeps earlier runs' lines: wait for this run's first epoch line.
+    const epochLines = () =>
+      (document.querySelector("#log")!.textContent!.match(/epoch 1: /g) ?? []).length;
+    const before = await plainPage.evaluate(epochLines);
+    await plainPage.click("#train");
+    await plainPage.waitForFunction(
+      (n) => (document.querySelector("#log")!.textContent!.match(/epoch 1: /g) ?? []).length > n,
+      before,
+      {
+        timeout: 30_000,
+      },
+    );
+    await plainPage.click("#cancel");
+    await plainPage.waitForFunction(
+      () => /cancelled on 2 workers/.test(document.querySelector("#log")!.textContent!),
+      null,
+      { timeout: 30_000 },
+    );
+    const text = (await plainPage.textContent("#log"))!;
+    expect(text).toMatch(/cancelled on 2 workers over messages after \d+ epoch\(s\)/);
+    expect(text).toContain("replicas identical: true");
+    expect(await plainPage.isDisabled("#cancel")).toBe(true);
+    expect(pageErrors).toEqual([]);
   });
 });

@@ -37,6 +37,9 @@ export interface ParallelRun {
   seed?: number;
   optimizer?: OptimizerConfig;
   transport?: ParallelTransport;
+  /** Aborts the run just after this epoch ends (so the stop lands inside the next one). */
+  cancelAfterEpoch?: number;
+  signal?: AbortSignal;
 }
 
 async function fetchIdx(name: string) {
@@ -55,6 +58,9 @@ const train: Promise<Dataset> = Promise.all([
 async function run(r: ParallelRun): Promise<DataParallelResult> {
   const [data, module] = await Promise.all([train, kernels]);
   const n = Math.min(r.samples, data.count);
+  const stopper = new AbortController();
+  r.signal?.addEventListener("abort", () => stopper.abort());
+  if (r.signal?.aborted) stopper.abort();
   return fitParallel(r.spec ?? SMALL_MLP, data.x.slice(0, n * 784), data.y.slice(0, n), {
     workers: r.workers,
     epochs: r.epochs,
@@ -62,16 +68,19 @@ async function run(r: ParallelRun): Promise<DataParallelResult> {
     seed: r.seed ?? 0,
     optimizer: r.optimizer ?? { type: "adam", learningRate: 0.002 },
     transport: r.transport,
+    signal: stopper.signal,
     kernels: module,
     spawnWorker: () =>
       new Worker(new URL("./parallelWebWorker.js", import.meta.url), {
         type: "module",
         name: "edgenn-replica",
       }),
-    onEpochEnd: (e) =>
+    onEpochEnd: (e) => {
       log(
         `epoch ${e.epoch + 1}: loss ${e.loss.toFixed(4)}, accuracy ${e.accuracy.toFixed(4)}, ${Math.round(e.samplesPerSecond)} samples/s`,
-      ),
+      );
+      if (e.epoch === r.cancelAfterEpoch) setTimeout(() => stopper.abort(), 0);
+    },
   });
 }
 
@@ -88,21 +97,33 @@ $("env-transport").textContent =
 $("env-transport").classList.toggle("ok", transport === "shared");
 
 const button = $<HTMLButtonElement>("train");
+const cancel = $<HTMLButtonElement>("cancel");
+let running: AbortController | undefined;
+cancel.addEventListener("click", () => running?.abort());
 button.addEventListener("click", async () => {
   button.disabled = true;
+  running = new AbortController();
+  cancel.disabled = false;
   const workers = Number($<HTMLInputElement>("workers").value);
   try {
     const r = await run({
       samples: Number($<HTMLInputElement>("samples").value),
       workers,
       epochs: Number($<HTMLInputElement>("epochs").value),
+      signal: running.signal,
     });
+    const over = r.transport === "shared" ? "shared memory" : "messages";
+    const progress = r.model.epochProgress;
     log(
-      `done on ${workers} workers over ${r.transport === "shared" ? "shared memory" : "messages"}; replicas identical: ${r.replicasIdentical}`,
+      r.cancelled
+        ? `cancelled on ${workers} workers over ${over} after ${r.history.length} epoch(s)${progress ? ` and ${progress.batch} batch(es) of the next` : ""}; replicas identical: ${r.replicasIdentical}`
+        : `done on ${workers} workers over ${over}; replicas identical: ${r.replicasIdentical}`,
     );
   } catch (e) {
     log(`failed: ${(e as Error).message}`);
   } finally {
+    running = undefined;
+    cancel.disabled = true;
     button.disabled = false;
   }
 });
