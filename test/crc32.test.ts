@@ -78,4 +78,39 @@ describe("model-file checks in WASM (engine cold-start path)", () => {
         }
     }
   });
+
+  it("the Node entry checks model files with zlib's CRC-32 (Node >= 20.15): same values, same refusals", async () => {
+    const zlib = process.getBuiltinModule?.("node:zlib") as { crc32?: unknown } | undefined;
+    // This Node (20.20 in CI) has it, so the native path is the one under test here.
+    expect(typeof zlib?.crc32).toBe("function");
+    const { loadKernels } = await import("../src/node/loadKernels.js");
+    const { InferenceEngine, kernelFileChecks } = await import("../src/node/engine.js").then(
+      async (node) => ({ ...node, ...(await import("../src/engine.js")) }),
+    );
+    const checks = kernelFileChecks(loadKernels());
+    const rng = new Rng(11);
+    const data = new Uint8Array(200_001).map(() => rng.nextU32() & 0xff);
+    for (const [s, e] of [
+      [0, 0],
+      [0, 1],
+      [5, 77],
+      [0, 200_001],
+      [3, 199_998],
+    ])
+      expect(checks.crc32(data, s, e)).toBe(crc32(data, s, e));
+    // A model file with one flipped bit is still refused through the Node entry.
+    const { writeEnn } = await import("../src/ennFormat.js");
+    const file = writeEnn({
+      producer: "test",
+      inputShape: [3],
+      outputShape: [2],
+      inputNormalization: { scale: 1, offset: 0 },
+      ops: [{ op: "dense", units: 2, activation: "linear", kernel: 0, outShape: [2] }],
+      tensors: [{ name: "k", dtype: "f32", shape: [3, 2], data: new Float32Array(6).fill(0.5) }],
+    });
+    expect(InferenceEngine.loadSync(file).predict(new Float32Array(3), 1).length).toBe(2);
+    const bad = file.slice();
+    bad[bad.length - 20] ^= 4;
+    expect(() => InferenceEngine.loadSync(bad)).toThrow(/checksum mismatch/);
+  });
 });
