@@ -3,7 +3,8 @@
 // file each loads at run time in its single-thread SIMD configuration. Sizes are gzip level 9, as
 // a server would send them; the .wasm counts as its own file.
 //
-// Which .wasm: edgenn build/edgenn.wasm; TF.js tfjs-backend-wasm-simd.wasm (chosen when SIMD is
+// Which .wasm: edgenn build/edgenn.infer.wasm (assembly/inference.ts: the kernels InferenceEngine
+// calls; training needs build/edgenn.wasm); TF.js tfjs-backend-wasm-simd.wasm (chosen when SIMD is
 // supported and threads are not used; the threaded and non-SIMD binaries are not fetched);
 // ONNX Runtime Web 1.30's wasm EP has one binary, ort-wasm-simd-threaded.wasm, which it loads for
 // one thread too (the .jsep/.asyncify/.jspi variants are the WebGPU/WebNN builds).
@@ -54,7 +55,7 @@ export async function runBundleSizeBench(): Promise<BundleResult> {
   const root = packageRoot();
   const require = createRequire(join(root, "package.json"));
   const entries: [BundleRow["runtime"], string][] = [
-    ["edgenn", join(root, "build", "edgenn.wasm")],
+    ["edgenn", join(root, "build", "edgenn.infer.wasm")],
     [
       "tfjs",
       join(

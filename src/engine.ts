@@ -405,7 +405,7 @@ function splitSource(
     const kernels = options.kernels ?? defaultKernelModule?.();
     if (!kernels)
       throw new InferenceError(
-        `no kernel module: pass {module, bytes} or options.kernels (in Node, import edgenn's node entry, which registers build/edgenn.wasm)`,
+        `no kernel module: pass {module, bytes} or options.kernels (in Node, import edgenn's node entry, which registers build/edgenn.infer.wasm)`,
       );
     return { bytes: source, kernels };
   }

@@ -4,6 +4,7 @@ export {
   supportsRelaxedSimd,
   pickKernelIsa,
   KERNEL_FILES,
+  INFERENCE_KERNEL_FILES,
   type KernelIsa,
 } from "./kernels.js";
 export type { KernelAbi, Ptr } from "./kernelAbi.js";

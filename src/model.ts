@@ -129,6 +129,10 @@ export class Model {
     spec: ModelSpec | ResolvedModel,
     options: ModelOptions = {},
   ) {
+    if (kernels.inferenceOnly)
+      throw new Error(
+        `edgenn: these kernels are the inference-only build (edgenn.infer.wasm), which InferenceEngine runs; a Model trains and needs the full build (edgenn.wasm)`,
+      );
     this.resolved = "outputShape" in spec ? spec : resolveSpec(spec);
     if (options.strict) {
       const findings = lintLayerOrder(this.resolved, { strict: true });

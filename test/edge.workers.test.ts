@@ -4,7 +4,7 @@
 // (test/edgeSetup.ts); inputs are regenerated here from the same seeds (test/edgeFixtures.ts).
 import { SELF, env } from "cloudflare:test";
 import { describe, expect, inject, it } from "vitest";
-import kernels from "../build/edgenn.wasm";
+import kernels from "../build/edgenn.infer.wasm";
 import { createEdgeWorker } from "../src/edgeWorker.js";
 import {
   EDGE_INPUT_SIZE,

@@ -19,6 +19,7 @@ import {
   fakeModel,
   forward64,
   randomInputs,
+  randomStack,
   randomWeights,
   scaleShiftModel,
   smallCnn,
@@ -489,75 +490,6 @@ describe("exported == unfolded (inference mode), within 1e-5 * max(1, |y|)", () 
     );
   });
 });
-
-function randomStack(rng: Rng): ModelSpec {
-  const layers: LayerSpec[] = [];
-  const pick = <T>(xs: T[]): T => xs[rng.int(xs.length)];
-  const maybe = (p: number, f: () => LayerSpec) => {
-    if (rng.next() < p) layers.push(f());
-  };
-  const bn = (): LayerSpec => ({
-    type: "batchNorm",
-    epsilon: pick([1e-3, 1e-3, 3e-4, 0.01]),
-    center: rng.next() < 0.8,
-    scale: rng.next() < 0.8,
-  });
-  const act = (): LayerSpec =>
-    pick<LayerSpec>([
-      { type: "relu" },
-      { type: "relu" },
-      { type: "leakyRelu", alpha: 0.1 + rng.next() * 0.3 },
-      { type: "elu", alpha: 0.5 + rng.next() },
-      { type: "tanh" },
-      { type: "sigmoid" },
-    ]);
-  const dropout = (): LayerSpec => ({ type: "dropout", rate: 0.1 + 0.4 * rng.next() });
-  const image = rng.next() < 0.6;
-  const inputShape = image ? [4 + rng.int(6), 4 + rng.int(6), 1 + rng.int(3)] : [3 + rng.int(20)];
-  maybe(0.3, bn);
-  maybe(0.1, dropout);
-  if (image) {
-    const blocks = 1 + rng.int(2);
-    for (let b = 0; b < blocks; b++) {
-      layers.push({
-        type: "conv2d",
-        filters: 2 + rng.int(5),
-        kernelSize: pick([1, 2, 3, [3, 2]]) as number | [number, number],
-        strides: rng.next() < 0.25 ? 2 : 1,
-        padding: rng.next() < 0.5 ? "same" : "valid",
-        useBias: rng.next() < 0.6,
-      });
-      maybe(0.2, dropout);
-      maybe(0.6, bn);
-      maybe(0.7, act);
-      maybe(0.3, bn);
-      maybe(0.2, dropout);
-      maybe(0.4, () => ({
-        type: pick(["maxPool2d", "avgPool2d"] as const),
-        poolSize: 2,
-        padding: rng.next() < 0.5 ? "same" : "valid",
-      }));
-      maybe(0.25, bn);
-    }
-    layers.push(rng.next() < 0.7 ? { type: "flatten" } : { type: "globalAvgPool2d" });
-    maybe(0.3, bn);
-    maybe(0.2, dropout);
-  }
-  const dense = rng.int(3);
-  for (let d = 0; d < dense; d++) {
-    layers.push({ type: "dense", units: 2 + rng.int(12), useBias: rng.next() < 0.6 });
-    maybe(0.2, dropout);
-    maybe(0.6, bn);
-    maybe(0.8, act);
-    maybe(0.3, bn);
-    maybe(0.3, dropout);
-  }
-  layers.push({ type: "dense", units: 2 + rng.int(5), useBias: rng.next() < 0.8 });
-  maybe(0.3, bn);
-  maybe(0.5, () => ({ type: "softmax" }));
-  maybe(0.1, dropout);
-  return { inputShape, layers };
-}
 
 // ---- the CLI: export, inspect, predict --------------------------------------------------------
 

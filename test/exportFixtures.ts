@@ -1,10 +1,18 @@
 // Shared fixtures for the export/format/engine tests: models with random weights and hostile BN
 // statistics (negative gamma, variances at or near epsilon), with or without a kernel instance.
 import { crc32 } from "../src/crc32.js";
-import type { ExportableModel } from "../src/export.js";
+import { exportModel, type ExportableModel } from "../src/export.js";
 import { layerTensors } from "../src/layers.js";
 import { Rng } from "../src/random.js";
-import { padBefore, resolveSpec, type ModelSpec, type ResolvedModel } from "../src/spec.js";
+import { cnnSpec, mlpSpec } from "../src/referenceModels.js";
+import {
+  SpecError,
+  padBefore,
+  resolveSpec,
+  type LayerSpec,
+  type ModelSpec,
+  type ResolvedModel,
+} from "../src/spec.js";
 
 export function gaussian(rng: Rng): number {
   const u = Math.max(rng.next(), 1e-12);
@@ -292,4 +300,111 @@ export function forward64(
     }
   });
   return cur;
+}
+
+/**
+ * A random layer stack over every layer type and export path (BN folded backward and forward, kept
+ * as scaleShift, activations fused, dropout removed), for equivalence tests.
+ */
+export function randomStack(rng: Rng): ModelSpec {
+  const layers: LayerSpec[] = [];
+  const pick = <T>(xs: T[]): T => xs[rng.int(xs.length)];
+  const maybe = (p: number, f: () => LayerSpec) => {
+    if (rng.next() < p) layers.push(f());
+  };
+  const bn = (): LayerSpec => ({
+    type: "batchNorm",
+    epsilon: pick([1e-3, 1e-3, 3e-4, 0.01]),
+    center: rng.next() < 0.8,
+    scale: rng.next() < 0.8,
+  });
+  const act = (): LayerSpec =>
+    pick<LayerSpec>([
+      { type: "relu" },
+      { type: "relu" },
+      { type: "leakyRelu", alpha: 0.1 + rng.next() * 0.3 },
+      { type: "elu", alpha: 0.5 + rng.next() },
+      { type: "tanh" },
+      { type: "sigmoid" },
+    ]);
+  const dropout = (): LayerSpec => ({ type: "dropout", rate: 0.1 + 0.4 * rng.next() });
+  const image = rng.next() < 0.6;
+  const inputShape = image ? [4 + rng.int(6), 4 + rng.int(6), 1 + rng.int(3)] : [3 + rng.int(20)];
+  maybe(0.3, bn);
+  maybe(0.1, dropout);
+  if (image) {
+    const blocks = 1 + rng.int(2);
+    for (let b = 0; b < blocks; b++) {
+      layers.push({
+        type: "conv2d",
+        filters: 2 + rng.int(5),
+        kernelSize: pick([1, 2, 3, [3, 2]]) as number | [number, number],
+        strides: rng.next() < 0.25 ? 2 : 1,
+        padding: rng.next() < 0.5 ? "same" : "valid",
+        useBias: rng.next() < 0.6,
+      });
+      maybe(0.2, dropout);
+      maybe(0.6, bn);
+      maybe(0.7, act);
+      maybe(0.3, bn);
+      maybe(0.2, dropout);
+      maybe(0.4, () => ({
+        type: pick(["maxPool2d", "avgPool2d"] as const),
+        poolSize: 2,
+        padding: rng.next() < 0.5 ? "same" : "valid",
+      }));
+      maybe(0.25, bn);
+    }
+    layers.push(rng.next() < 0.7 ? { type: "flatten" } : { type: "globalAvgPool2d" });
+    maybe(0.3, bn);
+    maybe(0.2, dropout);
+  }
+  const dense = rng.int(3);
+  for (let d = 0; d < dense; d++) {
+    layers.push({ type: "dense", units: 2 + rng.int(12), useBias: rng.next() < 0.6 });
+    maybe(0.2, dropout);
+    maybe(0.6, bn);
+    maybe(0.8, act);
+    maybe(0.3, bn);
+    maybe(0.3, dropout);
+  }
+  layers.push({ type: "dense", units: 2 + rng.int(5), useBias: rng.next() < 0.8 });
+  maybe(0.3, bn);
+  maybe(0.5, () => ({ type: "softmax" }));
+  maybe(0.1, dropout);
+  return { inputShape, layers };
+}
+
+/**
+ * Model files over every op and export path: the reference mlp and cnn (f32 and int8) and `stacks`
+ * random stacks (every fourth int8), with random weights. For comparing kernel builds.
+ */
+export function engineTestFiles(stacks: number, seed = 2024): [string, Uint8Array][] {
+  const files: [string, Uint8Array][] = [];
+  for (const [name, spec] of [
+    ["mlp", mlpSpec],
+    ["cnn", cnnSpec],
+  ] as const) {
+    const m = fakeModel(spec(), 7);
+    files.push(
+      [name, exportModel(m).bytes],
+      [`${name} int8`, exportModel(m, { int8: true }).bytes],
+    );
+  }
+  const rng = new Rng(seed);
+  for (let i = 0, attempt = 0; i < stacks && attempt < 20 * stacks; attempt++) {
+    const spec = randomStack(rng);
+    try {
+      resolveSpec(spec);
+    } catch (e) {
+      if (e instanceof SpecError) continue; // the generator can stack windows past the image
+      throw e;
+    }
+    const m = fakeModel(spec, 100 + i);
+    files.push([`stack ${i}`, exportModel(m, { int8: i % 4 === 3 }).bytes]);
+    i++;
+  }
+  if (files.length !== stacks + 4)
+    throw new Error(`engineTestFiles: built ${files.length - 4} stacks`);
+  return files;
 }

@@ -150,4 +150,12 @@ describe("relaxed and baseline builds agree (child process with relaxed SIMD)", 
     expect(t.maxProbDiff).toBeLessThan(2e-3);
     expect(t.argmaxAgree).toBeGreaterThanOrEqual(t.samples - 1);
   });
+
+  it("the relaxed inference-only build is Node's default engine module here and gives the full relaxed build's bits", () => {
+    const r = report.inference;
+    expect(r.defaultPath).toMatch(/edgenn\.infer\.relaxed\.wasm$/);
+    expect(r.files).toBe(16);
+    expect(r.outputs).toBeGreaterThan(1000);
+    expect(r.differing).toBe(0);
+  });
 });

@@ -11,9 +11,11 @@
 import { readFileSync } from "node:fs";
 import { Kernels } from "../src/kernels.js";
 import { Model } from "../src/model.js";
-import { kernelIsa, kernelWasmPath } from "../src/node/loadKernels.js";
+import { InferenceEngine } from "../src/engine.js";
+import { kernelIsa, kernelModulePath, kernelWasmPath } from "../src/node/loadKernels.js";
 import type { ModelSpec } from "../src/spec.js";
 import { fit } from "../src/train.js";
+import { engineTestFiles, randomInputs } from "./exportFixtures.js";
 
 const U = 2 ** -24;
 
@@ -39,12 +41,23 @@ export interface TrainingResult {
   samples: number;
 }
 
+/** The relaxed inference-only build against the relaxed full build, through the engine. */
+export interface InferenceBuildResult {
+  /** the module Node's engine loads by default in this (flagged) process */
+  defaultPath: string;
+  files: number;
+  outputs: number;
+  /** outputs whose bits differ (must be 0: same kernels, same code) */
+  differing: number;
+}
+
 export interface RelaxedCompareReport {
   /** what kernelIsa() picks with EDGENN_ISA unset in this (flagged) process */
   autoIsa: string;
   isa: { baseline: string; relaxed: string };
   cases: CaseResult[];
   training: TrainingResult;
+  inference: InferenceBuildResult;
 }
 
 /** mulberry32 floats in [lo, hi). */
@@ -392,6 +405,24 @@ async function training(m0: WebAssembly.Module, m1: WebAssembly.Module): Promise
   return { lossBaseline: a.losses, lossRelaxed: b.losses, maxProbDiff, argmaxAgree, samples: 64 };
 }
 
+function inferenceBuild(full: WebAssembly.Module): InferenceBuildResult {
+  const infer = new WebAssembly.Module(readFileSync(kernelWasmPath("edgenn.infer.relaxed.wasm")));
+  const files = engineTestFiles(12);
+  let outputs = 0;
+  let differing = 0;
+  for (const [, file] of files)
+    for (const maxBatch of [1, 64]) {
+      const [a, b] = [infer, full].map((module) => {
+        const e = InferenceEngine.loadSync({ module, bytes: file }, { maxBatch });
+        const y = e.predict(randomInputs(maxBatch * e.inputSize, maxBatch), maxBatch);
+        return new Uint32Array(y.slice().buffer);
+      });
+      outputs += a.length;
+      for (let j = 0; j < a.length; j++) if (a[j] !== b[j]) differing++;
+    }
+  return { defaultPath: kernelModulePath("inference"), files: files.length, outputs, differing };
+}
+
 async function main(): Promise<void> {
   const m0 = new WebAssembly.Module(readFileSync(kernelWasmPath("edgenn.wasm")));
   const m1 = new WebAssembly.Module(readFileSync(kernelWasmPath("edgenn.relaxed.wasm")));
@@ -406,6 +437,7 @@ async function main(): Promise<void> {
     isa: { baseline: k0.isa, relaxed: k1.isa },
     cases,
     training: await training(m0, m1),
+    inference: inferenceBuild(m1),
   };
   process.stdout.write(JSON.stringify(report));
 }

@@ -1,11 +1,12 @@
-// Node-only: the inference engine with build/edgenn.wasm as its default kernel module, and
+// Node-only: the inference engine with the inference-only build/edgenn.infer.wasm (or its relaxed
+// twin, as kernelIsa() picks) as its default kernel module, and
 // readers for model files on disk (size-checked before the file is read).
 import { readFileSync, statSync } from "node:fs";
 import { InferenceEngine, type EngineOptions } from "../engine.js";
 import { DEFAULT_ENN_LIMITS, ModelFormatError, type EnnLimits } from "../ennFormat.js";
 import { kernelModule } from "./loadKernels.js";
 
-InferenceEngine.setDefaultKernelModule(kernelModule);
+InferenceEngine.setDefaultKernelModule(() => kernelModule("inference"));
 
 // zlib's CRC-32 (Node >= 20.15 / 22.2), loaded at the first model check: a cold process then checks
 // a file several times faster than the kernels' unoptimised first run. Older Node keeps the kernels'.

@@ -13,6 +13,7 @@ export {
   kernelWasmPath,
   kernelIsa,
   kernelModulePath,
+  type KernelBuild,
 } from "./loadKernels.js";
 export { writeFileAtomic, readFileBytes } from "./checkpointFile.js";
 export { loadEngineFile, readModelFile } from "./engine.js";

@@ -1,9 +1,19 @@
-// Node-only: finds build/edgenn.wasm (or build/edgenn.relaxed.wasm) whether we run from src/
-// (vitest) or dist/src/ (the CLI), and picks the build this Node can run.
+// Node-only: finds build/edgenn.wasm (or build/edgenn.relaxed.wasm, or the inference-only
+// edgenn.infer[.relaxed].wasm) whether we run from src/ (vitest) or dist/src/ (the CLI), and picks
+// the build this Node can run.
 import { readFileSync, existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { KERNEL_FILES, Kernels, pickKernelIsa, type KernelIsa } from "../kernels.js";
+import {
+  INFERENCE_KERNEL_FILES,
+  KERNEL_FILES,
+  Kernels,
+  pickKernelIsa,
+  type KernelIsa,
+} from "../kernels.js";
+
+/** "full": every kernel (training); "inference": what InferenceEngine calls (assembly/inference.ts). */
+export type KernelBuild = "full" | "inference";
 
 const cachedModules = new Map<string, WebAssembly.Module>();
 
@@ -37,14 +47,22 @@ export function kernelIsa(): KernelIsa {
   return isa;
 }
 
-/** Path of the kernel module kernelModule() compiles. */
-export function kernelModulePath(): string {
-  // EDGENN_WASM points tests at one file (a kernel under development, a specific build).
-  return process.env.EDGENN_WASM || kernelWasmPath(KERNEL_FILES[kernelIsa()]);
+/** Path of the kernel module kernelModule(build) compiles. */
+export function kernelModulePath(build: KernelBuild = "full"): string {
+  // EDGENN_WASM points tests at one file (a kernel under development, a specific build); the full
+  // build serves inference too.
+  if (process.env.EDGENN_WASM) return process.env.EDGENN_WASM;
+  const isa = kernelIsa();
+  if (build === "inference") {
+    // An install built before the inference target existed: the full build has its kernels.
+    const path = findBuildFile(INFERENCE_KERNEL_FILES[isa]);
+    if (path) return path;
+  }
+  return kernelWasmPath(KERNEL_FILES[isa]);
 }
 
-export function kernelModule(): WebAssembly.Module {
-  const path = kernelModulePath();
+export function kernelModule(build: KernelBuild = "full"): WebAssembly.Module {
+  const path = kernelModulePath(build);
   let module = cachedModules.get(path);
   if (!module) {
     module = new WebAssembly.Module(readFileSync(path));
