@@ -22,8 +22,8 @@ export const KERNEL_FILES: Readonly<Record<KernelIsa, string>> = {
 
 /**
  * The inference-only builds (assembly/inference.ts): the kernels InferenceEngine calls and nothing
- * else, from the same sources, so they compute the same bits at under half the size (9.8 KB
- * gzipped against 27 KB). Serve these to edge functions and pages that only predict; training
+ * else, from the same sources, so they compute the same bits at under half the size (9.6 KiB
+ * gzipped against 26.7 KiB). Serve these to edge functions and pages that only predict; training
  * needs the full build.
  */
 export const INFERENCE_KERNEL_FILES: Readonly<Record<KernelIsa, string>> = {
@@ -33,7 +33,7 @@ export const INFERENCE_KERNEL_FILES: Readonly<Record<KernelIsa, string>> = {
 
 /**
  * A 49-byte module whose one function is f32x4.relaxed_madd of three f32x4.splat(0.0): the
- * instruction the relaxed build uses. Hand-assembled so the check costs no fetch of the 57 KB
+ * instruction the relaxed build uses. Hand-assembled so the check costs no fetch of the 62 KB
  * kernel module; WebAssembly.validate only decodes, nothing runs.
  */
 const RELAXED_MADD_PROBE = /* @__PURE__ */ (() => {

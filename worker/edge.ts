@@ -7,7 +7,7 @@
 // workerd could run the relaxed-SIMD build (FMA, ~1.25x), but its rounding differs from the
 // baseline's: the Worker runs the baseline build so that it answers with the same bits as Node 20's
 // engine and `edgenn serve` (GET /model says which build answers). It is the inference-only build
-// (assembly/inference.ts: the same kernels, 9.8 KB gzipped instead of 27 KB).
+// (assembly/inference.ts: the same kernels, 9.6 KiB gzipped instead of 26.7 KiB).
 import kernels from "../build/edgenn.infer.wasm";
 import model from "../dist-edge-model/model.enn";
 import { createEdgeWorker, type EdgeEnv } from "../src/edgeWorker.js";
