@@ -55,7 +55,9 @@ const DEFAULT_MAX_MEMORY = 1024 * 1024 * 1024;
 export class InferenceEngine {
   /**
    * The model as read. When the engine read the file itself (load/loadSync), its f32 tensors view
-   * the given bytes (no copy); the engine computes from its own copy in kernel memory.
+   * the given bytes (no copy); the engine computes from its own copy in kernel memory. After
+   * loadEngineFile (Node), which reads the file straight into kernel memory, they view the bytes
+   * the engine computes from.
    */
   readonly model: EnnModel;
   readonly kernels: Kernels;
@@ -112,7 +114,6 @@ export class InferenceEngine {
     const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
     if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 65536)
       throw new InferenceError(`maxBatch must be an integer from 1 to 65536, got ${maxBatch}`);
-    this.model = model;
     this.kernels = kernels;
     this.maxBatch = maxBatch;
     const k = kernels.abi;
@@ -122,7 +123,19 @@ export class InferenceEngine {
     const limit = options.maxMemoryBytes ?? DEFAULT_MAX_MEMORY;
 
     // Plan first (sizes only), check the total, then grow memory once and copy the weights in.
-    const a = new ArenaPlanner(kernels.heapBase);
+    // Tensors already in this engine's kernel memory (loadEngineFile reads the file there) are
+    // used where they are: f32 ones need no slot and no copy, and the arena starts after them.
+    // (Offsets are taken now: growing memory below detaches these views, which then read as empty.)
+    const memory = kernels.memory.buffer;
+    const placed = model.tensors.map((t) =>
+      t.data.buffer === memory
+        ? { at: t.data.byteOffset, length: t.data.length, bytes: t.data.byteLength }
+        : undefined,
+    );
+    const inKernel = (i: number) => placed[i] !== undefined;
+    let base = kernels.heapBase;
+    for (const p of placed) if (p) base = Math.max(base, p.at + p.bytes);
+    const a = new ArenaPlanner(base);
     // With batches over 2, dense kernels live in memory only pre-packed (gemm_pack_b_f32): every
     // batch then skips packing the weights, and batch 1 streams them sequentially. An engine for
     // batches of 1-2 keeps them row-major, read in place (no packing pass on a cold start); both
@@ -136,15 +149,16 @@ export class InferenceEngine {
       // i8 kernels are dequantised to f32 in memory; their scale vectors need no memory slot.
       if (isScaleTensor(model, i)) return 0;
       const d = denseShape.get(i);
-      return d
-        ? a.f32(`${t.name} (packed)`, k.gemm_packed_b_floats(d[0], d[1]))
-        : a.f32(t.name, t.data.length);
+      if (d) return a.f32(`${t.name} (packed)`, k.gemm_packed_b_floats(d[0], d[1]));
+      const p = placed[i];
+      return t.data instanceof Float32Array && p ? p.at : a.f32(t.name, t.data.length);
     });
     const weightsEnd = a.end;
-    // A dense kernel is staged row-major right after the weights (over the activation buffers,
-    // unused while loading) and packed from there into its slot.
+    // A dense kernel not yet in kernel memory is staged row-major right after the weights (over the
+    // activation buffers, unused while loading) and packed from there into its slot.
     let staging = 0;
-    for (const [i] of denseShape) staging = Math.max(staging, model.tensors[i].data.length);
+    for (const [i] of denseShape)
+      if (!inKernel(i)) staging = Math.max(staging, model.tensors[i].data.length);
     let maxChannels = 1;
     let widest = 1;
     for (const op of model.ops) {
@@ -170,18 +184,37 @@ export class InferenceEngine {
       );
     kernels.ensure(end);
     this.memoryBytes = end;
+    // Growing memory detached the views of tensors in kernel memory: the same bytes, new views.
+    this.model =
+      kernels.memory.buffer === memory
+        ? model
+        : {
+            ...model,
+            tensors: model.tensors.map((t, i) => {
+              const p = placed[i];
+              if (!p) return t;
+              const View = t.data instanceof Float32Array ? Float32Array : Int8Array;
+              return { ...t, data: new View(kernels.memory.buffer, p.at, p.length) };
+            }),
+          };
     const f32 = kernels.f32;
     this.f32 = f32;
-    model.tensors.forEach((t, i) => {
+    this.model.tensors.forEach((t, i) => {
       if (weightPtr[i] === 0) return;
       const d = denseShape.get(i);
+      const p = placed[i];
+      if (t.data instanceof Float32Array && p) {
+        // In kernel memory already: used in place, or packed from where it is.
+        if (d) k.gemm_pack_b_f32(d[0], d[1], p.at, d[1], 1, weightPtr[i]);
+        return;
+      }
       const dst = d ? weightsEnd : weightPtr[i];
       if (t.data instanceof Float32Array) f32.set(t.data, dst >>> 2);
       else {
         const op = model.ops.find(
           (o) => (o.op === "dense" || o.op === "conv2d") && o.kernel === i,
         ) as { kernelScale: number; outShape: number[] };
-        const scales = model.tensors[op.kernelScale].data;
+        const scales = this.model.tensors[op.kernelScale].data;
         dequantizeInto(t.data, scales, scales.length, f32, dst >>> 2);
       }
       if (d) k.gemm_pack_b_f32(d[0], d[1], weightsEnd, d[1], 1, weightPtr[i]);
@@ -494,6 +527,9 @@ export function kernelFileChecks(k: Kernels): FileChecks {
     crc32(bytes, start, end) {
       const host = hostCrc32?.(bytes.subarray(start, end));
       if (host !== undefined) return host >>> 0;
+      // A file already in kernel memory (loadEngineFile) is checked where it is.
+      if (bytes.buffer === k.memory.buffer)
+        return k.abi.crc32_u8(0, bytes.byteOffset + start, end - start) >>> 0;
       // In 64 KiB chunks: kernel memory need not grow to the file's size, and after the first
       // chunks V8 has tiered crc32_u8 up, so a cold process runs most of the file optimised.
       const p = k.heapBase;
@@ -507,6 +543,8 @@ export function kernelFileChecks(k: Kernels): FileChecks {
       return crc >>> 0;
     },
     firstNonFinite(data) {
+      if (data.buffer === k.memory.buffer)
+        return k.abi.first_nonfinite_f32(data.byteOffset, data.length);
       const p = k.heapBase;
       k.ensure(p + data.length * 4);
       k.f32.set(data, p >>> 2);

@@ -3,6 +3,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { crc32 as zlibCrc32 } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Dataset } from "../src/dataset.js";
 import { InferenceError, engineAccuracy } from "../src/engine.js";
@@ -16,6 +17,7 @@ import { defaultDataDir, readIdxDataset } from "../src/node/readDataset.js";
 import { cnnSpec, mlpSpec } from "../src/referenceModels.js";
 import { fit } from "../src/train.js";
 import {
+  engineTestFiles,
   fakeModel,
   fixCrc,
   headerOf,
@@ -56,6 +58,62 @@ describe("InferenceEngine loading", () => {
     const path = join(dir, "m.enn");
     writeFileSync(path, mlp);
     expect(Array.from(loadEngineFile(path).predict(x, 3))).toEqual(Array.from(want));
+  });
+
+  it("loadEngineFile reads the file into kernel memory and computes from the weights there: the bits of loadSync, every op, batch 1 and 64, f32 and int8", () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgenn-engine-"));
+    const files = engineTestFiles(16);
+    for (const [name, file] of files) {
+      const path = join(dir, "m.enn");
+      writeFileSync(path, file);
+      for (const maxBatch of [1, 64]) {
+        const fromFile = loadEngineFile(path, { maxBatch });
+        const fromBytes = InferenceEngine.loadSync(file, { maxBatch });
+        const xs = randomInputs(maxBatch * fromFile.inputSize, maxBatch + 1);
+        const a = new Uint32Array(fromFile.predict(xs, maxBatch).slice().buffer);
+        const b = new Uint32Array(fromBytes.predict(xs, maxBatch).slice().buffer);
+        expect(Array.from(a), `${name} at maxBatch ${maxBatch}`).toEqual(Array.from(b));
+        // engine.model stays readable (views re-made after memory grew) and holds the file's
+        // weights; f32 ones sit in the engine's kernel memory, where it computes from them.
+        const read = readEnn(file);
+        fromFile.model.tensors.forEach((t, i) => {
+          expect(Array.from(t.data), `${name} tensor ${i}`).toEqual(
+            Array.from(read.tensors[i].data),
+          );
+          if (t.dtype === "f32")
+            expect(t.data.buffer === fromFile.kernels.memory.buffer, `${name} tensor ${i}`).toBe(
+              true,
+            );
+        });
+      }
+    }
+  });
+
+  it("loadEngineFile refuses what loadSync refuses: a flipped bit (zlib's CRC and the kernels' in place), a truncated file, an oversized one", () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgenn-engine-"));
+    const path = join(dir, "bad.enn");
+    const flipped = cnn.slice();
+    flipped[flipped.length - 100] ^= 1;
+    writeFileSync(path, flipped);
+    expect(() => loadEngineFile(path)).toThrow(/checksum mismatch/);
+    InferenceEngine.setHostCrc32(undefined); // the kernels' CRC, over the file where it was read
+    try {
+      expect(() => loadEngineFile(path)).toThrow(/checksum mismatch/);
+      writeFileSync(path, cnn);
+      const xs = randomInputs(2 * 180, 9);
+      expect(Array.from(loadEngineFile(path, { maxBatch: 2 }).predict(xs, 2))).toEqual(
+        Array.from(InferenceEngine.loadSync(cnn, { maxBatch: 2 }).predict(xs, 2)),
+      );
+    } finally {
+      // Restores the Node entry's zlib CRC (re-importing would not rerun the module).
+      InferenceEngine.setHostCrc32((b) => zlibCrc32(b));
+    }
+    writeFileSync(path, cnn.subarray(0, cnn.length - 7));
+    expect(() => loadEngineFile(path)).toThrow(/truncated/);
+    writeFileSync(path, cnn);
+    expect(() => loadEngineFile(path, { limits: { maxFileBytes: 1000 } })).toThrow(
+      /over the 1000-byte limit/,
+    );
   });
 
   it("exposes shapes, labels and normalisation from the file", () => {
@@ -168,6 +226,7 @@ describe("InferenceEngine.predict", () => {
   });
 
   it("a non-finite weight in any tensor is the ModelFormatError readEnn gives (checked in kernel memory)", () => {
+    const nonFinitePath = join(mkdtempSync(join(tmpdir(), "edgenn-engine-")), "nan.enn");
     const int8 = exportModel(fakeModel(smallCnn, 6), { int8: true }).bytes;
     for (const file of [mlp, cnn, int8]) {
       const tensors = (headerOf(file) as { tensors: { dtype: string; bytes: number }[] }).tensors;
@@ -196,6 +255,9 @@ describe("InferenceEngine.predict", () => {
           expect(got).toBeInstanceOf(ModelFormatError);
           expect((got as ModelFormatError).message).toBe(want!.message);
           expect((got as ModelFormatError).where).toEqual(want!.where);
+          // Read into kernel memory by loadEngineFile and checked there: the same error.
+          writeFileSync(nonFinitePath, b);
+          expect(() => loadEngineFile(nonFinitePath, { maxBatch: 4 })).toThrow(want!.message);
         }
       });
     }
