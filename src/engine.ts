@@ -53,13 +53,6 @@ const DEFAULT_MAX_BATCH = 64;
 const DEFAULT_MAX_MEMORY = 1024 * 1024 * 1024;
 
 export class InferenceEngine {
-  /**
-   * The model as read. When the engine read the file itself (load/loadSync), its f32 tensors view
-   * the given bytes (no copy); the engine computes from its own copy in kernel memory. After
-   * loadEngineFile (Node), which reads the file straight into kernel memory, they view the bytes
-   * the engine computes from.
-   */
-  readonly model: EnnModel;
   readonly kernels: Kernels;
   readonly maxBatch: number;
   readonly inputSize: number;
@@ -71,6 +64,39 @@ export class InferenceEngine {
   private readonly outPtr: number;
   private outViews: (Float32Array | undefined)[];
   private f32: Float32Array;
+  private viewedModel: EnnModel;
+  private viewedBuffer: ArrayBufferLike | undefined;
+  /** Where each tensor already in kernel memory sits (views of it are re-made after a grow). */
+  private readonly placed: ({ at: number; length: number; bytes: number } | undefined)[];
+
+  /**
+   * The model as read. When the engine read the file itself (load/loadSync), its f32 tensors view
+   * the given bytes (no copy); the engine computes from its own copy in kernel memory. After
+   * loadEngineFile (Node), which reads the file straight into kernel memory, they view the bytes
+   * the engine computes from. If someone
+   * sharing its Kernels grows the memory, the views are made anew.
+   */
+  get model(): EnnModel {
+    if (this.kernels.memory.buffer !== this.viewedBuffer)
+      this.viewedModel = this.viewModel(this.viewedModel);
+    return this.viewedModel;
+  }
+
+  /** The model with views of the tensors in kernel memory over its current buffer. */
+  private viewModel(model: EnnModel): EnnModel {
+    const buffer = this.kernels.memory.buffer;
+    this.viewedBuffer = buffer;
+    if (!this.placed.some(Boolean)) return model;
+    return {
+      ...model,
+      tensors: model.tensors.map((t, i) => {
+        const p = this.placed[i];
+        if (!p) return t;
+        const View = t.data instanceof Float32Array ? Float32Array : Int8Array;
+        return { ...t, data: new View(buffer, p.at, p.length) };
+      }),
+    };
+  }
 
   /** Registers the kernel module used when none is given (src/node/engine.ts does this in Node). */
   static setDefaultKernelModule(provider: () => WebAssembly.Module): void {
@@ -185,21 +211,11 @@ export class InferenceEngine {
     kernels.ensure(end);
     this.memoryBytes = end;
     // Growing memory detached the views of tensors in kernel memory: the same bytes, new views.
-    this.model =
-      kernels.memory.buffer === memory
-        ? model
-        : {
-            ...model,
-            tensors: model.tensors.map((t, i) => {
-              const p = placed[i];
-              if (!p) return t;
-              const View = t.data instanceof Float32Array ? Float32Array : Int8Array;
-              return { ...t, data: new View(kernels.memory.buffer, p.at, p.length) };
-            }),
-          };
+    this.placed = placed;
+    this.viewedModel = this.viewModel(model);
     const f32 = kernels.f32;
     this.f32 = f32;
-    this.model.tensors.forEach((t, i) => {
+    this.viewedModel.tensors.forEach((t, i) => {
       if (weightPtr[i] === 0) return;
       const d = denseShape.get(i);
       const p = placed[i];
@@ -214,7 +230,7 @@ export class InferenceEngine {
         const op = model.ops.find(
           (o) => (o.op === "dense" || o.op === "conv2d") && o.kernel === i,
         ) as { kernelScale: number; outShape: number[] };
-        const scales = this.model.tensors[op.kernelScale].data;
+        const scales = this.viewedModel.tensors[op.kernelScale].data;
         dequantizeInto(t.data, scales, scales.length, f32, dst >>> 2);
       }
       if (d) k.gemm_pack_b_f32(d[0], d[1], weightsEnd, d[1], 1, weightPtr[i]);

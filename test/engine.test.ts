@@ -85,6 +85,13 @@ describe("InferenceEngine loading", () => {
               true,
             );
         });
+        // Someone sharing its Kernels grows the memory: the views follow, the numbers stay.
+        const grown = fromFile.model.tensors[0].data.slice();
+        fromFile.kernels.ensure(fromFile.kernels.memory.buffer.byteLength + 65536);
+        expect(Array.from(fromFile.model.tensors[0].data)).toEqual(Array.from(grown));
+        expect(Array.from(fromFile.predict(xs, maxBatch))).toEqual(
+          Array.from(fromBytes.predict(xs, maxBatch)),
+        );
       }
     }
   });
