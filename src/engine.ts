@@ -73,8 +73,7 @@ export class InferenceEngine {
    * The model as read. When the engine read the file itself (load/loadSync), its f32 tensors view
    * the given bytes (no copy); the engine computes from its own copy in kernel memory. After
    * loadEngineFile (Node), which reads the file straight into kernel memory, they view the bytes
-   * the engine computes from. If someone
-   * sharing its Kernels grows the memory, the views are made anew.
+   * the engine computes from (made anew if someone sharing its Kernels grows the memory).
    */
   get model(): EnnModel {
     if (this.kernels.memory.buffer !== this.viewedBuffer)
