@@ -7,11 +7,15 @@
 //     it would need more memory than allowed) and predict() then runs without throwing and returns
 //     [batch, ...outputShape] numbers (finite for valid weights, but NaN/Infinity are allowed: a
 //     mutated weight or alpha may overflow; that is arithmetic, not a loader failure).
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { InferenceEngine } from "../src/engine.js";
 import { ModelFormatError, readEnn } from "../src/ennFormat.js";
 import { exportModel } from "../src/export.js";
 import { Kernels } from "../src/kernels.js";
+import { loadEngineFile } from "../src/node/engine.js";
 import { kernelModule } from "../src/node/loadKernels.js";
 import { Rng } from "../src/random.js";
 import {
@@ -25,6 +29,7 @@ import {
 } from "./exportFixtures.js";
 
 const ITERATIONS = Number(process.env.EDGENN_FUZZ_ITERATIONS ?? 10000);
+const LOAD_FILE_ITERATIONS = Math.ceil(ITERATIONS / 5);
 
 const bases = [
   exportModel(fakeModel(smallMlp, 1)).bytes,
@@ -233,5 +238,41 @@ describe(".enn fuzzing", () => {
     expect(deep).toBeGreaterThan(ITERATIONS / 10);
     expect([...outcomes.keys()].some((k) => k.endsWith("loaded and predicted"))).toBe(true);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it(`${LOAD_FILE_ITERATIONS} mutations through loadEngineFile (read into kernel memory): the same verdicts and, when loaded, loadSync's bits`, () => {
+    const rng = new Rng(0xf11e);
+    const dir = mkdtempSync(join(tmpdir(), "edgenn-fuzz-"));
+    const path = join(dir, "m.enn");
+    let loaded = 0;
+    for (let it = 0; it < LOAD_FILE_ITERATIONS; it++) {
+      const { bytes, kind } = mutate(bases[it % bases.length], rng);
+      writeFileSync(path, bytes);
+      const verdict = (load: () => InferenceEngine): InferenceEngine | string => {
+        try {
+          return load();
+        } catch (e) {
+          if (!(e instanceof ModelFormatError))
+            throw new Error(
+              `iteration ${it} (${kind}): ${(e as Error)?.name}: ${(e as Error)?.message}`,
+            );
+          // The file path's plan includes the file itself: the memory it needs reads higher.
+          return e.message.replace(/needs [\d.]+ MiB/, "needs N MiB");
+        }
+      };
+      const options = { maxBatch: 2, maxMemoryBytes: 64 << 20 };
+      const fromFile = verdict(() => loadEngineFile(path, options));
+      const fromBytes = verdict(() => InferenceEngine.loadSync(bytes, options));
+      if (typeof fromFile === "string" || typeof fromBytes === "string") {
+        expect(fromFile, `iteration ${it} (${kind})`).toEqual(fromBytes);
+        continue;
+      }
+      const x = randomInputs(2 * fromFile.inputSize, it);
+      const a = new Uint32Array(fromFile.predict(x, 2).slice().buffer);
+      const b = new Uint32Array(fromBytes.predict(x, 2).slice().buffer);
+      expect(Array.from(a), `iteration ${it} (${kind})`).toEqual(Array.from(b));
+      loaded++;
+    }
+    expect(loaded).toBeGreaterThan(LOAD_FILE_ITERATIONS / 20);
   });
 });
