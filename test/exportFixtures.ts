@@ -408,3 +408,12 @@ export function engineTestFiles(stacks: number, seed = 2024): [string, Uint8Arra
     throw new Error(`engineTestFiles: built ${files.length - 4} stacks`);
   return files;
 }
+
+/** An engine's outputs for x as raw bits (NaN-safe, -0 apart from 0): for bit-identity checks. */
+export function predictBits(
+  engine: { predict(x: Float32Array, batch: number): Float32Array },
+  x: Float32Array,
+  batch: number,
+): Uint32Array {
+  return new Uint32Array(engine.predict(x, batch).slice().buffer);
+}

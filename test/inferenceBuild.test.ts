@@ -10,7 +10,13 @@ import { INFERENCE_KERNEL_FILES, KERNEL_FILES, Kernels } from "../src/kernels.js
 import { Model } from "../src/model.js";
 import { InferenceEngine } from "../src/node/engine.js";
 import { kernelModule, kernelModulePath, kernelWasmPath } from "../src/node/loadKernels.js";
-import { engineTestFiles, fakeModel, randomInputs, smallCnn } from "./exportFixtures.js";
+import {
+  engineTestFiles,
+  fakeModel,
+  predictBits,
+  randomInputs,
+  smallCnn,
+} from "./exportFixtures.js";
 
 const full = readFileSync(kernelWasmPath(KERNEL_FILES.baseline));
 const infer = readFileSync(kernelWasmPath(INFERENCE_KERNEL_FILES.baseline));
@@ -22,8 +28,7 @@ const exportsOf = (bytes: Uint8Array<ArrayBuffer>) =>
 function bothBuilds(file: Uint8Array, maxBatch: number, seed: number): [Uint32Array, Uint32Array] {
   const run = (kernels: Uint8Array<ArrayBuffer>) => {
     const e = InferenceEngine.loadSync(file, { kernels, maxBatch });
-    const y = e.predict(randomInputs(maxBatch * e.inputSize, seed), maxBatch);
-    return new Uint32Array(y.slice().buffer);
+    return predictBits(e, randomInputs(maxBatch * e.inputSize, seed), maxBatch);
   };
   return [run(infer), run(full)];
 }

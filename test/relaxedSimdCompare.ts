@@ -15,7 +15,7 @@ import { InferenceEngine } from "../src/engine.js";
 import { kernelIsa, kernelModulePath, kernelWasmPath } from "../src/node/loadKernels.js";
 import type { ModelSpec } from "../src/spec.js";
 import { fit } from "../src/train.js";
-import { engineTestFiles, randomInputs } from "./exportFixtures.js";
+import { engineTestFiles, predictBits, randomInputs } from "./exportFixtures.js";
 
 const U = 2 ** -24;
 
@@ -414,8 +414,7 @@ function inferenceBuild(full: WebAssembly.Module): InferenceBuildResult {
     for (const maxBatch of [1, 64]) {
       const [a, b] = [infer, full].map((module) => {
         const e = InferenceEngine.loadSync({ module, bytes: file }, { maxBatch });
-        const y = e.predict(randomInputs(maxBatch * e.inputSize, maxBatch), maxBatch);
-        return new Uint32Array(y.slice().buffer);
+        return predictBits(e, randomInputs(maxBatch * e.inputSize, maxBatch), maxBatch);
       });
       outputs += a.length;
       for (let j = 0; j < a.length; j++) if (a[j] !== b[j]) differing++;
