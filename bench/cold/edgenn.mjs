@@ -1,6 +1,7 @@
-// Cold start, edgenn: import the engine (edgenn/engine: the one-file bundle of its Node entry, which
-// registers build/edgenn.wasm), load the .enn file with loadEngineFile (as docs/SERVING.md does: the
-// file's bytes are read once and not copied), predict one sample, print the argmax.
+// Cold start, edgenn: import the engine (edgenn/engine: dist/engine.mjs, which compiles the bundled
+// engine with its build-time V8 code cache and registers build/edgenn.infer.wasm), load the .enn
+// file with loadEngineFile (as docs/SERVING.md does: the file's bytes are read once, into kernel
+// memory, and not copied), predict one sample, print the argmax.
 // Usage: node edgenn.mjs model.enn input.f32
 import { readFileSync } from "node:fs";
 import { loadEngineFile } from "../../dist/engine.mjs";
