@@ -23,6 +23,9 @@ import {
   winogradBackwardDataApplies,
   winogradBackwardFilter,
   winogradForward,
+  winogradForwardPacked,
+  winogradPackWeights,
+  winograd_packed_weights_floats,
   winograd_scratch_bytes,
 } from "./conv2d_winograd";
 import {
@@ -334,6 +337,63 @@ export function conv2d_nhwc_fwd_f32(
       gs,
     );
   }
+}
+
+// ---- forward with weights prepared once (inference) ---------------------------------------------
+
+/**
+ * Floats of the prepared weights conv2d_prepare_weights_f32 makes for this conv, or 0 when its
+ * forward pass has none (not the Winograd path: it reads w as it is).
+ */
+export function conv2d_prepared_weights_floats(
+  C: i32,
+  F: i32,
+  KH: i32,
+  KW: i32,
+  SH: i32,
+  SW: i32,
+): i32 {
+  return winogradApplies(C, F, KH, KW, SH, SW) ? winograd_packed_weights_floats(C, F) : 0;
+}
+
+/**
+ * dst = the weights w[3,3,C,F] of a conv that takes the Winograd path, transformed and packed once
+ * (an inference engine's weights do not change between calls; conv2d_nhwc_fwd_f32 transforms and
+ * packs them on every call). scratch: conv2d_scratch_bytes of the conv, any batch.
+ */
+export function conv2d_prepare_weights_f32(
+  C: i32,
+  F: i32,
+  w: usize,
+  dst: usize,
+  scratch: usize,
+): void {
+  winogradPackWeights(C, F, w, dst, scratch);
+}
+
+/**
+ * conv2d_nhwc_fwd_f32 of a 3x3 stride-1 conv whose conv2d_prepared_weights_floats > 0, from its
+ * prepared weights: the same bits, without the per-call weight transform and packing.
+ */
+export function conv2d_nhwc_fwd_prepared_f32(
+  N: i32,
+  H: i32,
+  W: i32,
+  C: i32,
+  padT: i32,
+  padL: i32,
+  OH: i32,
+  OW: i32,
+  F: i32,
+  x: usize,
+  prepared: usize,
+  bias: usize,
+  y: usize,
+  lo: f32,
+  hi: f32,
+  scratch: usize,
+): void {
+  winogradForwardPacked(N, H, W, C, padT, padL, OH, OW, F, x, prepared, bias, y, lo, hi, scratch);
 }
 
 // ---- backward ------------------------------------------------------------------------------------

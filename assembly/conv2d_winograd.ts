@@ -16,7 +16,13 @@
 //   U, dU  [16][C][F]      V  [16][Tc][C]      M, Z  [16][Tc][F]
 // Tiles are numbered t = (n*TH + th)*TW + tw over the whole batch and processed Tc at a time, so
 // scratch stays bounded. Vectorised over channels: C and F must be multiples of 4.
-import { gemm_f32, gemm_scratch_bytes } from "./gemm";
+import {
+  gemm_f32,
+  gemm_f32_prepacked,
+  gemm_pack_b_f32,
+  gemm_packed_b_floats,
+  gemm_scratch_bytes,
+} from "./gemm";
 
 /** Floats of V + M for one chunk of tiles (512 KB): stays in L2 between transform and GEMM. */
 const CHUNK_FLOATS: i32 = 1 << 17;
@@ -501,28 +507,120 @@ export function winogradForward(
   hi: f32,
   scratch: usize,
 ): void {
+  if (N * ((OH + 1) >> 1) * ((OW + 1) >> 1) <= 0 || F <= 0) return;
+  // scratch: U [16][C][F] | the tiles' buffers (forwardTiles)
+  const rU = alignUp64(scratch);
+  weightTransform(C, F, w, rU);
+  forwardTiles(
+    N,
+    H,
+    W,
+    C,
+    padT,
+    padL,
+    OH,
+    OW,
+    F,
+    x,
+    rU,
+    false,
+    bias,
+    y,
+    lo,
+    hi,
+    rU + ((<usize>(16 * C * F)) << 2),
+  );
+}
+
+/** Floats of the weights winogradPackWeights makes: U[xi], each packed for gemm_f32_prepacked. */
+export function winograd_packed_weights_floats(C: i32, F: i32): i32 {
+  return 16 * gemm_packed_b_floats(C, F);
+}
+
+/**
+ * For inference, where the weights do not change between calls: dst = the 16 transform-domain
+ * weight matrices U[xi] = (G g G^T)[xi] [C][F], each pre-packed for gemm_f32_prepacked, so
+ * winogradForwardPacked neither transforms nor packs the weights on every call. scratch: U, at
+ * most winograd_scratch_bytes.
+ */
+export function winogradPackWeights(C: i32, F: i32, w: usize, dst: usize, scratch: usize): void {
+  const rU = alignUp64(scratch);
+  weightTransform(C, F, w, rU);
+  const per = (<usize>gemm_packed_b_floats(C, F)) << 2;
+  const uXi = (<usize>(C * F)) << 2;
+  for (let xi = 0; xi < 16; xi++)
+    gemm_pack_b_f32(C, F, rU + <usize>xi * uXi, F, 1, dst + <usize>xi * per);
+}
+
+/**
+ * winogradForward with the weights from winogradPackWeights: the same bits (the same products and
+ * sums; gemm_f32_prepacked is gemm_f32 without its packing pass).
+ */
+export function winogradForwardPacked(
+  N: i32,
+  H: i32,
+  W: i32,
+  C: i32,
+  padT: i32,
+  padL: i32,
+  OH: i32,
+  OW: i32,
+  F: i32,
+  x: usize,
+  packed: usize,
+  bias: usize,
+  y: usize,
+  lo: f32,
+  hi: f32,
+  scratch: usize,
+): void {
+  if (N * ((OH + 1) >> 1) * ((OW + 1) >> 1) <= 0 || F <= 0) return;
+  forwardTiles(N, H, W, C, padT, padL, OH, OW, F, x, packed, true, bias, y, lo, hi, scratch);
+}
+
+/**
+ * The tiles of a Winograd forward pass, Tc at a time: input transform, the 16 GEMMs V[xi].U[xi],
+ * output transform. U is [16][C][F] row-major, or packed (winogradPackWeights). work: V [16][tc][C]
+ * | M [16][tc][F] | GEMM packing.
+ */
+function forwardTiles(
+  N: i32,
+  H: i32,
+  W: i32,
+  C: i32,
+  padT: i32,
+  padL: i32,
+  OH: i32,
+  OW: i32,
+  F: i32,
+  x: usize,
+  U: usize,
+  packed: bool,
+  bias: usize,
+  y: usize,
+  lo: f32,
+  hi: f32,
+  work: usize,
+): void {
   const TH = (OH + 1) >> 1;
   const TW = (OW + 1) >> 1;
   const tiles = N * TH * TW;
-  if (tiles <= 0 || F <= 0) return;
   const tc = tilesPerChunk(tiles, C, F);
-  // scratch: U or dU [16][C][F] | V or dV [16][tc][C] | M or Z [16][tc][F] | GEMM packing
-  const rU = alignUp64(scratch);
-  const rV = alignUp64(rU + ((<usize>(16 * C * F)) << 2));
+  const rV = alignUp64(work);
   const rM = alignUp64(rV + ((<usize>(16 * tc * C)) << 2));
   const rGemm = alignUp64(rM + ((<usize>(16 * tc * F)) << 2));
   const vXi = (<usize>(tc * C)) << 2;
   const mXi = (<usize>(tc * F)) << 2;
-  const uXi = (<usize>(C * F)) << 2;
-  weightTransform(C, F, w, rU);
+  const uXi = packed ? (<usize>gemm_packed_b_floats(C, F)) << 2 : (<usize>(C * F)) << 2;
   for (let t0 = 0; t0 < tiles; t0 += tc) {
     const T = min(tc, tiles - t0);
     inputTransform(t0, T, H, W, C, padT, padL, TH, TW, x, rV, vXi, rGemm);
     for (let xi = 0; xi < 16; xi++) {
       const v = rV + <usize>xi * vXi;
-      const u = rU + <usize>xi * uXi;
+      const u = U + <usize>xi * uXi;
       const m = rM + <usize>xi * mXi;
-      gemm_f32(T, F, C, v, C, 1, u, F, 1, m, F, 0, -Infinity, Infinity, 0, rGemm);
+      if (packed) gemm_f32_prepacked(T, F, C, v, C, 1, u, m, F, 0, -Infinity, Infinity, 0, rGemm);
+      else gemm_f32(T, F, C, v, C, 1, u, F, 1, m, F, 0, -Infinity, Infinity, 0, rGemm);
     }
     // The GEMM scratch is free again: its first 128 bytes stage the output rows.
     outputTransform(t0, T, OH, OW, F, TH, TW, rM, mXi, y, bias, lo, hi, rGemm);

@@ -10,7 +10,13 @@ export {
   gemm_f32_prepacked,
 } from "./gemm";
 export { dense_fwd_f32 } from "./dense";
-export { conv2d_scratch_bytes, conv2d_nhwc_fwd_f32 } from "./conv2d";
+export {
+  conv2d_scratch_bytes,
+  conv2d_nhwc_fwd_f32,
+  conv2d_prepared_weights_floats,
+  conv2d_prepare_weights_f32,
+  conv2d_nhwc_fwd_prepared_f32,
+} from "./conv2d";
 export { batchnorm_infer_fwd_f32 } from "./batchnorm";
 export {
   relu_fwd_f32,

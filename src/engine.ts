@@ -178,6 +178,22 @@ export class InferenceEngine {
       const p = placed[i];
       return t.data instanceof Float32Array && p ? p.at : a.f32(t.name, t.data.length);
     });
+    // Convs on the Winograd path get their weights transformed and packed once
+    // (conv2d_prepare_weights_f32), not on every call: prepared[op] is that slot, or 0. The
+    // conv's step prepares them at its second call (see there), not here: a cold start's load
+    // and first prediction do no more work than before.
+    const prepared = model.ops.map((op, i) => {
+      if (op.op !== "conv2d") return 0;
+      const n = k.conv2d_prepared_weights_floats(
+        model.inShapes[i][2],
+        op.outShape[2],
+        op.kernelSize[0],
+        op.kernelSize[1],
+        op.strides[0],
+        op.strides[1],
+      );
+      return n > 0 ? a.f32(`${model.tensors[op.kernel].name} (prepared)`, n) : 0;
+    });
     const weightsEnd = a.end;
     // A dense kernel not yet in kernel memory is staged row-major right after the weights (over the
     // activation buffers, unused while loading) and packed from there into its slot.
@@ -288,7 +304,8 @@ export class InferenceEngine {
           const w = weightPtr[op.kernel];
           const bias = op.bias === undefined ? 0 : weightPtr[op.bias];
           const [lo, hi] = clampOf(op.activation);
-          steps.push((b) =>
+          const pw = prepared[i];
+          const unprepared = (b: number) =>
             k.conv2d_nhwc_fwd_f32(
               b,
               H,
@@ -310,7 +327,37 @@ export class InferenceEngine {
               lo,
               hi,
               scratch,
-            ),
+            );
+          // Prepared at the second call: the first runs as an unprepared conv, exactly as much work
+          // as a cold start's one prediction needs; both paths give the same bits.
+          let calls = 0;
+          steps.push(
+            pw === 0
+              ? unprepared
+              : (b) => {
+                  if (calls < 2) {
+                    if (calls++ === 0) return unprepared(b);
+                    k.conv2d_prepare_weights_f32(C, F, w, pw, scratch);
+                  }
+                  k.conv2d_nhwc_fwd_prepared_f32(
+                    b,
+                    H,
+                    W,
+                    C,
+                    padT,
+                    padL,
+                    OH,
+                    OW,
+                    F,
+                    src,
+                    pw,
+                    bias,
+                    next,
+                    lo,
+                    hi,
+                    scratch,
+                  );
+                },
           );
           pushActivation(steps, k, op.activation, op.alpha, next, F, outSize);
           cur = next;

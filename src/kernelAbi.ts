@@ -172,6 +172,36 @@ export interface KernelAbi {
     hi: number,
     scratch: Ptr,
   ): void;
+  /** Floats of conv2d_prepare_weights_f32's output for this conv; 0: it has none (not Winograd). */
+  conv2d_prepared_weights_floats(
+    C: number,
+    F: number,
+    KH: number,
+    KW: number,
+    SH: number,
+    SW: number,
+  ): number;
+  /** dst = w[3,3,C,F] transformed and packed once for conv2d_nhwc_fwd_prepared_f32 (inference). */
+  conv2d_prepare_weights_f32(C: number, F: number, w: Ptr, dst: Ptr, scratch: Ptr): void;
+  /** conv2d_nhwc_fwd_f32 of a conv with prepared weights (3x3, stride 1): the same bits. */
+  conv2d_nhwc_fwd_prepared_f32(
+    N: number,
+    H: number,
+    W: number,
+    C: number,
+    padT: number,
+    padL: number,
+    OH: number,
+    OW: number,
+    F: number,
+    x: Ptr,
+    prepared: Ptr,
+    bias: Ptr,
+    y: Ptr,
+    lo: number,
+    hi: number,
+    scratch: Ptr,
+  ): void;
   /** dx[N,H,W,C] = gradient of the input (overwritten). */
   conv2d_nhwc_bwd_data_f32(
     N: number,

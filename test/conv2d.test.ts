@@ -3,8 +3,8 @@
 // for both backward passes.
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Kernels } from "../src/kernels.js";
-import { loadKernels } from "../src/node/loadKernels.js";
+import { Kernels } from "../src/kernels.js";
+import { kernelModule, loadKernels } from "../src/node/loadKernels.js";
 import { Bump, rng } from "./bumpArena.js";
 
 interface Conv {
@@ -197,6 +197,61 @@ describe("conv2d NHWC: SIMD kernels vs scalar twins", () => {
           expect(Array.from(k.readF32(db, F)).every((v) => v === 7)).toBe(true);
         }
       }
+    }
+  });
+});
+
+describe("conv2d NHWC forward from prepared weights (the inference engine's Winograd convs)", () => {
+  it("prepares exactly the Winograd convs and gives conv2d_nhwc_fwd_f32's bits, in the full and the inference build", () => {
+    for (const k of [loadKernels(), Kernels.loadSync(kernelModule("inference"))]) {
+      let seed = 100;
+      let preparedCases = 0;
+      for (const c of CASES) {
+        const [N, H, W, C, KH, KW, SH, SW, padT, padL, OH, OW, F] = geometry(c);
+        const what = describeConv(c);
+        const n = k.abi.conv2d_prepared_weights_floats(C, F, KH, KW, SH, SW);
+        const winograd = KH === 3 && KW === 3 && SH === 1 && SW === 1;
+        const applies = winograd && C >= 16 && F >= 16 && C % 4 === 0 && F % 4 === 0;
+        expect(n > 0, what).toBe(applies);
+        if (!applies) continue;
+        preparedCases++;
+        const args = [N, H, W, C, KH, KW, SH, SW, padT, padL, OH, OW, F] as const;
+        const ny = N * OH * OW * F;
+        for (const variant of [0, 1]) {
+          const r = rng(seed++);
+          const mem = new Bump(k);
+          const x = mem.random(N * H * W * C, r);
+          const w = mem.random(KH * KW * C * F, r);
+          const bias = variant ? mem.random(F, r) : 0;
+          // The engine prepares with a batch-1 scratch and runs with the largest batch's.
+          const prepScratch = mem.scratch(
+            k.abi.conv2d_scratch_bytes(1, H, W, C, KH, KW, SH, SW, padT, padL, OH, OW, F),
+          );
+          const scratch = mem.scratch(k.abi.conv2d_scratch_bytes(...args));
+          const prepared = guardedOutput(k, mem, n);
+          const [y, yP] = [guardedOutput(k, mem, ny), guardedOutput(k, mem, ny)];
+          const lo = variant ? 0 : -Infinity;
+          const hi = variant ? 0.5 : Infinity;
+          k.abi.conv2d_prepare_weights_f32(C, F, w, prepared, prepScratch);
+          expectOutputGuards(k, prepared, n, `prepared ${what}`);
+          k.abi.conv2d_nhwc_fwd_f32(...args, x, w, bias, y, lo, hi, scratch);
+          k.abi.conv2d_nhwc_fwd_prepared_f32(
+            ...([N, H, W, C, padT, padL, OH, OW, F] as const),
+            x,
+            prepared,
+            bias,
+            yP,
+            lo,
+            hi,
+            scratch,
+          );
+          expectOutputGuards(k, yP, ny, `y prepared ${what}`);
+          mem.expectScratchGuards(what);
+          const bits = (p: number) => Array.from(new Uint32Array(k.readF32(p, ny).slice().buffer));
+          expect(bits(yP), what).toEqual(bits(y));
+        }
+      }
+      expect(preparedCases).toBe(7);
     }
   });
 });

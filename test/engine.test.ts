@@ -193,6 +193,20 @@ describe("InferenceEngine.predict", () => {
     }
   });
 
+  it("a Winograd conv's weights, prepared at its second call, give the first call's bits (batch 1 and 64, f32 and int8)", () => {
+    // The reference cnn's second conv (14x14x32 -> 64, 3x3) takes the Winograd path.
+    for (const int8 of [false, true]) {
+      const bytes = exportModel(fakeModel(cnnSpec(), 12), { int8 }).bytes;
+      const x = randomInputs(64 * 784, 6);
+      for (const b of [1, 64]) {
+        const e = InferenceEngine.loadSync(bytes, { maxBatch: 64 });
+        const calls = [0, 1, 2].map(() => Array.from(predictBits(e, x.subarray(0, b * 784), b)));
+        expect(calls[1]).toEqual(calls[0]);
+        expect(calls[2]).toEqual(calls[0]);
+      }
+    }
+  });
+
   it("batch independence holds for the reference models too (K > one GEMM slice, batch 1 row kernel)", () => {
     for (const spec of [mlpSpec(), cnnSpec()]) {
       const bytes = exportModel(fakeModel(spec, 8)).bytes;
