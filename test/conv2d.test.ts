@@ -96,6 +96,10 @@ const CASES: Conv[] = [
   { N: 2, H: 6, W: 6, C: 2, KH: 2, KW: 2, SH: 3, SW: 3, F: 3, padding: "valid" }, // stride > kernel
   // Several im2col chunks (rows x KH*KW*C > 65536 floats), chunk boundaries mid-image.
   { N: 5, H: 21, W: 19, C: 8, KH: 3, KW: 3, SH: 1, SW: 1, F: 12, padding: "same" },
+  // Several chunks on the im2col path in every pass (C > 32: not implicit; not Winograd): w and
+  // w^T are packed once for all chunks.
+  { N: 2, H: 9, W: 9, C: 40, KH: 5, KW: 5, SH: 1, SW: 1, F: 12, padding: "same" },
+  { N: 6, H: 16, W: 14, C: 36, KH: 3, KW: 3, SH: 2, SW: 1, F: 10, padding: "same" },
   // Winograd F(2x2,3x3) path (3x3, stride 1, C and F >= 16 and multiples of 4): odd output sizes
   // (partial tiles), valid and unusual padding, several tile chunks with a boundary mid-image.
   { N: 3, H: 14, W: 14, C: 32, KH: 3, KW: 3, SH: 1, SW: 1, F: 64, padding: "same" },
