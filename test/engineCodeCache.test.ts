@@ -130,6 +130,15 @@ describe("edgenn/engine's code cache", () => {
     }
   });
 
+  it("on a Node without process.getBuiltinModule (< 20.16) the entry takes the built-ins from require", () => {
+    const r = run(join(dist, "engine.mjs"), [
+      "--import",
+      "data:text/javascript,delete process.getBuiltinModule",
+    ]);
+    expect(r.cache).toBe("used");
+    expect(r.bits).toEqual(want);
+  });
+
   it("other V8 flags than the build's: V8 refuses the cache, the engine compiles without it", () => {
     const r = run(join(dist, "engine.mjs"), ["--no-opt"]);
     expect(r.cache).toBe("rejected");
