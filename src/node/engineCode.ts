@@ -2,8 +2,8 @@
 // compiled with V8's code cache (dist/engine.v8cache): the bytecode of every function a load and a
 // prediction run, made at build time, so a cold process neither parses the engine's JavaScript
 // nor compiles its functions one by one on first call: 3-5 ms less from a new process to its
-// first prediction here (of ~15-20 ms above a bare Node's start). dist/engine.mjs, the "edgenn/engine" entry, is src/node/engineEntry.ts, which
-// calls compileEngineCode.
+// first prediction here (of ~15-20 ms above a bare Node's start). dist/engine.mjs, the
+// "edgenn/engine" entry, is src/node/engineEntry.ts, which calls compileEngineCode.
 //
 // V8 accepts a cache only from its own version and the same flags, and checks little of the
 // source (its length): the cache file therefore starts with the build token that the code's first
