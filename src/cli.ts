@@ -1,5 +1,7 @@
-// The `edgenn` command: train, lint, summary, export, inspect, predict, import, serve, demo.
+// The `edgenn` command: train, lint, summary, export, inspect, predict, import, serve, demo,
+// engine-cache.
 import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import type { Dataset } from "./dataset.js";
@@ -32,6 +34,9 @@ const USAGE = `usage:
   edgenn import model.json [--out model.enn] [--int8] [--logits]   (TensorFlow.js / Keras layers model)
   edgenn serve model.enn [--port P] [--max-batch N] [--max-body BYTES] [--cors ORIGINS]   (HTTP on 127.0.0.1)
   edgenn demo [--data DIR] [--epochs N]
+  edgenn engine-cache [--dir DIR]   (remake edgenn/engine's V8 code cache, DIR/engine.v8cache beside
+               DIR/engine.cjs, default this package's dist/, for this Node and its V8 flags: run it
+               with the NODE_OPTIONS the deployment starts Node with)
 Data: a folder of IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
 t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); default: the bundled Fashion-MNIST subset.
 train recalibrates BatchNorm statistics after the last epoch (population statistics of 10,000
@@ -345,6 +350,17 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
       case "serve": {
         const { runServe } = await import("./node/serve.js");
         return await runServe(rest, out);
+      }
+      case "engine-cache": {
+        const { values } = parseArgs({ args: rest, options: { dir: { type: "string" } } });
+        const { writeEngineCodeCache } = await import("./node/engineCacheWrite.js");
+        const { packageRoot } = await import("./node/readDataset.js");
+        const { path, bytes } = writeEngineCodeCache(values.dir ?? join(packageRoot(), "dist"));
+        const flags = [...process.execArgv, process.env.NODE_OPTIONS ?? ""].join(" ").trim();
+        out.log(
+          `wrote ${path} (${bytes} bytes) for Node ${process.version}, V8 flags: ${flags || "none"}`,
+        );
+        return 0;
       }
       case undefined:
       case "help":

@@ -3,9 +3,16 @@
 // whatever happens to the cache (missing, from another build, refused by V8, other V8 flags) the
 // engine predicts the same bits. Each case is a fresh Node process, as a cold start is.
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { exportModel } from "../src/export.js";
 import { InferenceEngine } from "../src/node/engine.js";
@@ -60,9 +67,15 @@ function run(entry: string, flags: string[] = []): ChildResult {
   return JSON.parse(out.toString()) as ChildResult;
 }
 
-/** A copy of the three engine files in a directory of its own, the cache file as `cache` says. */
+/**
+ * A copy of the engine files in a package layout of its own (dist/ and a link to build/, where the
+ * engine looks for its kernels), the cache file as `cache` says; returns the entry's path.
+ */
 function copyEngine(cache: Uint8Array | null): string {
-  const d = mkdtempSync(join(dir, "engine-"));
+  const root = mkdtempSync(join(dir, "engine-"));
+  symlinkSync(join(dist, "..", "build"), join(root, "build"));
+  const d = join(root, "dist");
+  mkdirSync(d);
   copyFileSync(join(dist, "engine.mjs"), join(d, "engine.mjs"));
   copyFileSync(join(dist, "engine.cjs"), join(d, "engine.cjs"));
   if (cache) writeFileSync(join(d, "engine.v8cache"), cache);
@@ -137,6 +150,30 @@ describe("edgenn/engine's code cache", () => {
     ]);
     expect(r.cache).toBe("used");
     expect(r.bits).toEqual(want);
+  });
+
+  it("`edgenn engine-cache` remakes the cache for its own V8 flags: those processes take it, plain ones refuse it", () => {
+    const entry = copyEngine(null);
+    const flag = "--stack-trace-limit=17";
+    const said = execFileSync(
+      process.execPath,
+      [
+        flag,
+        join(import.meta.dirname, "..", "bin", "edgenn.js"),
+        "engine-cache",
+        "--dir",
+        dirname(entry),
+      ],
+      { env: { ...process.env, NODE_OPTIONS: "", EDGENN_ISA: "baseline" } },
+    ).toString();
+    expect(said).toContain(`engine.v8cache`);
+    expect(said).toContain(flag);
+    const withFlag = run(entry, [flag]);
+    expect(withFlag.cache).toBe("used");
+    expect(withFlag.bits).toEqual(want);
+    const plain = run(entry);
+    expect(plain.cache).toBe("rejected");
+    expect(plain.bits).toEqual(want);
   });
 
   it("other V8 flags than the build's: V8 refuses the cache, the engine compiles without it", () => {
