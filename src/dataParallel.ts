@@ -84,7 +84,8 @@ export interface ReplicaTransport {
   /**
    * Publishes this replica's gradients for batch `step` (null: an empty shard, read as zeros) with
    * its shard's summed loss and correct count and whether it saw a stop request, and waits until
-   * every replica's are readable. Synchronous over shared memory, a promise over messages.
+   * every replica's are readable. Synchronous over shared memory, a promise over messages. With one
+   * replica the gradients are not copied anywhere (nobody reads them).
    */
   exchangeStep(
     step: number,

@@ -157,7 +157,8 @@ export class MessageTransport implements ReplicaTransport {
       const previous = this.current[r];
       if (r !== this.rank && previous?.grads) this.spare.push(previous.grads);
     }
-    if (grads) this.own.set(grads);
+    // One replica: nobody reads its gradients (they are the batch's already).
+    if (grads && this.world > 1) this.own.set(grads);
     this.current[this.rank] = {
       kind: "step",
       step,

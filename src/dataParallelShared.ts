@@ -172,9 +172,12 @@ export class SharedTransport implements ReplicaTransport {
     stop: boolean,
   ): void {
     const parity = step & 1;
-    const mine = this.slots[parity][this.rank];
-    if (grads) mine.set(grads);
-    else mine.fill(0);
+    // One replica: nobody reads its slot (its gradients are the batch's already).
+    if (this.world > 1) {
+      const mine = this.slots[parity][this.rank];
+      if (grads) mine.set(grads);
+      else mine.fill(0);
+    }
     const st = (parity * this.world + this.rank) * STAT_WORDS;
     this.stats[st] = lossSum;
     this.stats[st + 1] = correct;
