@@ -357,28 +357,9 @@ export function conv2d_nhwc_fwd_f32(
     }
     return;
   }
-  for (let r0 = 0; r0 < rows; r0 += rc) {
-    const m = min(rc, rows - r0);
-    im2col(r0, m, H, W, C, KH, KW, SH, SW, padT, padL, OH, OW, x, cols);
-    gemm_f32(
-      m,
-      F,
-      kdim,
-      cols,
-      kdim,
-      1,
-      w,
-      F,
-      1,
-      y + ((<usize>r0 * F) << 2),
-      F,
-      bias,
-      lo,
-      hi,
-      0,
-      gs,
-    );
-  }
+  // One chunk: gemm_f32 packs w inside its first row block's tiles (fused packing).
+  im2col(0, rows, H, W, C, KH, KW, SH, SW, padT, padL, OH, OW, x, cols);
+  gemm_f32(rows, F, kdim, cols, kdim, 1, w, F, 1, y, F, bias, lo, hi, 0, gs);
 }
 
 // ---- forward with weights prepared once (inference) ---------------------------------------------

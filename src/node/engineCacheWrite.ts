@@ -26,9 +26,9 @@ export function writeEngineCodeCache(distDir: string): { path: string; bytes: nu
   const engine = exports as unknown as typeof Engine;
   const dir = mkdtempSync(join(tmpdir(), "edgenn-cache-"));
   try {
-    for (const spec of [mlpSpec(), cnnSpec()])
+    for (const spec of [mlpSpec(), cnnSpec()]) {
+      const model = new Model(loadKernels(), spec, { seed: 0 });
       for (const int8 of [false, true]) {
-        const model = new Model(loadKernels(), spec, { seed: 0 });
         const file = join(dir, "model.enn");
         writeFileSync(file, exportModel(model, { int8 }).bytes);
         for (const maxBatch of [1, 8]) {
@@ -39,6 +39,7 @@ export function writeEngineCodeCache(distDir: string): { path: string; bytes: nu
           e.predict(x, maxBatch);
         }
       }
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
