@@ -53,6 +53,8 @@ export interface KernelBuildBench {
   simdPeakGflops: number;
   /** the same chains through Isa.madd (simd_peak_madd_f32): mul+add in the baseline, FMA in relaxed */
   simdPeakMaddGflops: number;
+  /** timed windows behind each peak and each GEMM row (the same count for all) */
+  gemmWindows: number;
   gemm: GemmBenchRow[];
   conv2d: GemmBenchRow[];
   /** forward + both backward passes of conv layer 2 + forward and filter gradient of layer 1 */
@@ -287,22 +289,20 @@ async function measure(
   ];
   // The peaks and the GEMMs are timed in rounds spread over the run, the samples of all rounds
   // pooled: a noisy stretch of the shared machine (seconds long) then costs a row one round of
-  // its samples, not all of them. A peak is a best case, so the fastest window counts.
-  const rounds = opts.quick ? 1 : 3;
-  const perRound = Math.ceil(runs / rounds);
+  // its samples, not all of them. A peak is a best case, so the fastest window counts, and a
+  // GEMM's share of it compares fastest windows. Both get the same number of windows: the fastest
+  // of more windows is faster on a noisy machine, which would favour whichever got more.
+  const rounds = opts.quick ? 1 : 4;
+  const perRound = opts.quick ? 5 : 12;
   const peakSamples = ks.map((): number[] => []);
   const peakMaddSamples = ks.map((): number[] => []);
   const caseSamples = cases.map(() => ks.map((): number[] => []));
   const pool = (into: number[][], add: number[][]) => add.forEach((s, i) => into[i].push(...s));
-  const samplePeaks = () => {
-    pool(peakSamples, timeSamples(peakFns("simd_peak_f32"), perRound * 2));
-    pool(peakMaddSamples, timeSamples(peakFns("simd_peak_madd_f32"), perRound * 2));
-  };
   for (let r = 0; r < rounds; r++) {
-    samplePeaks();
+    pool(peakSamples, timeSamples(peakFns("simd_peak_f32"), perRound));
+    pool(peakMaddSamples, timeSamples(peakFns("simd_peak_madd_f32"), perRound));
     cases.forEach((c, j) => pool(caseSamples[j], timeSamples(c.fns, perRound)));
   }
-  samplePeaks();
   const peak = peakSamples.map((s) => (iters * 96) / Math.min(...s) / 1e6);
   const peakMadd = peakMaddSamples.map((s) => (iters * 96) / Math.min(...s) / 1e6);
   const gemmRows: GemmBenchRow[][] = cases.map((c, j) =>
@@ -339,6 +339,7 @@ async function measure(
       isa,
       simdPeakGflops: peak[i],
       simdPeakMaddGflops: peakMadd[i],
+      gemmWindows: rounds * perRound,
       gemm: gemmRows.map((perBuild) => perBuild[i]),
       conv2d,
       cnnConvTrainStepMs: trainStep.reduce((s, r) => s + r.ms, 0),
@@ -373,7 +374,9 @@ function printResult(r: GemmBenchResult): void {
         ? `; relaxed_madd (FMA) ${x.simdPeakMaddGflops.toFixed(1)} GFLOP/s (${(x.simdPeakMaddGflops / r.simdPeakGflops).toFixed(2)}x)`
         : `; relaxed build not measured: ${r.relaxedUnavailable}`),
   );
-  console.log(`measured in ${r.measuredIn}`);
+  console.log(
+    `measured in ${r.measuredIn}; the peaks and every GEMM row timed in ${r.gemmWindows} windows each`,
+  );
   const head = x
     ? "kernel                                  | baseline ms | GFLOP/s (best) | relaxed ms | GFLOP/s (best) | relaxed/base"
     : "kernel                                  | median ms | GFLOP/s |  best ms | GFLOP/s";
