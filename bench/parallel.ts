@@ -68,7 +68,7 @@ export async function runParallelBench(
   options: { samples?: number; workers?: number[]; timedEpochs?: number } = {},
 ): Promise<ParallelBenchResult> {
   const n = Math.min(options.samples ?? 3200, train.count);
-  const timed = options.timedEpochs ?? 5;
+  const timed = options.timedEpochs ?? 9;
   const x = train.x.subarray(0, n * 784);
   const y = train.y.subarray(0, n);
   const configs = options.workers ?? [1, 2];
