@@ -1,7 +1,9 @@
 // Cold start: wall time from spawning a new Node process to its first prediction on stdout, for
-// edgenn, ONNX Runtime Web and TensorFlow.js, beside a bare Node process that only prints. Each
-// runtime's child (bench/cold/*.mjs) imports the runtime, loads the model file, predicts one test
-// image and prints its argmax; the parent checks the argmaxes agree. Spawns are interleaved
+// edgenn, ONNX Runtime Web and TensorFlow.js, beside a bare Node process that reads the test image
+// and prints. Each runtime's child (bench/cold/*.mjs) imports the runtime, loads the model file,
+// predicts the test image and prints its argmax; the parent checks the argmaxes agree. All of them
+// get Node's built-in modules the same cheap way (process.getBuiltinModule, no ES import of
+// node:fs: bench/cold/edgenn.mjs). Spawns are interleaved
 // (bare, edgenn, ORT, TF.js, bare, ...) so load changes on a shared machine hit all alike; we
 // report the median of each.
 import { spawn } from "node:child_process";
@@ -105,15 +107,15 @@ export async function runColdStartBench(
   mkdirSync(tmpdir(), { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), "edgenn-cold-"));
   try {
-    const jobs: { runtime: ColdRuntime; model: string; args: string[] }[] = [
-      { runtime: "bare", model: "-", args: [join(cold, "bare.mjs")] },
-    ];
+    const jobs: { runtime: ColdRuntime; model: string; args: string[] }[] = [];
     for (const name of models) {
       const n = test.x.length / test.count;
       const files = await writeModelFiles(dir, name, test.x.slice(0, n));
       for (const rt of ["edgenn", "ort", "tfjs"] as const)
         jobs.push({ runtime: rt, model: name, args: [join(cold, `${rt}.mjs`), ...files[rt]] });
     }
+    // Bare Node reads the same test image (the children's second argument) and prints.
+    jobs.unshift({ runtime: "bare", model: "-", args: [join(cold, "bare.mjs"), jobs[0].args[2]] });
     const times = jobs.map(() => [] as number[]);
     for (let s = 0; s < spawns + 1; s++) {
       const lines = new Map<string, Set<string>>();

@@ -1,9 +1,15 @@
 // Cold start, ONNX Runtime Web (wasm EP, SIMD, one thread, its .wasm from node_modules): create a
 // session from the .onnx file, run one sample, print the argmax. Usage: node ort.mjs model.onnx input.f32
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname } from "node:path";
+// Built-in modules through process.getBuiltinModule, as in every child (edgenn.mjs says why).
 import * as ort from "onnxruntime-web";
+
+// process.getBuiltinModule: Node >= 20.16; older Node gets a CommonJS require.
+const builtin = process.getBuiltinModule
+  ? (id) => process.getBuiltinModule(id)
+  : (await import("node:module")).createRequire(import.meta.url);
+const { readFileSync } = builtin("node:fs");
+const { createRequire } = builtin("node:module");
+const { dirname } = builtin("node:path");
 
 const [model, input, shape] = process.argv.slice(2);
 ort.env.wasm.numThreads = 1;

@@ -1,10 +1,16 @@
 // Cold start, TensorFlow.js: tfjs-core + tfjs-layers + tfjs-backend-wasm (SIMD, one thread), load
 // the layers model (model.json + weights.bin, from memory as Node has no file:// handler in pure
 // tfjs), predict one sample, print the argmax. Usage: node tfjs.mjs model.json input.f32
-import { readFileSync } from "node:fs";
+// Built-in modules through process.getBuiltinModule, as in every child (edgenn.mjs says why).
 import * as tf from "@tensorflow/tfjs-core";
 import * as tfl from "@tensorflow/tfjs-layers";
 import * as wasm from "@tensorflow/tfjs-backend-wasm";
+
+// process.getBuiltinModule: Node >= 20.16; older Node gets a CommonJS require.
+const builtin = process.getBuiltinModule
+  ? (id) => process.getBuiltinModule(id)
+  : (await import("node:module")).createRequire(import.meta.url);
+const { readFileSync } = builtin("node:fs");
 
 const [model, input] = process.argv.slice(2);
 wasm.setThreadsCount(1);
