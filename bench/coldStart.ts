@@ -108,14 +108,15 @@ export async function runColdStartBench(
   const dir = mkdtempSync(join(tmpdir(), "edgenn-cold-"));
   try {
     const jobs: { runtime: ColdRuntime; model: string; args: string[] }[] = [];
+    let image = ""; // the test image file (the same image for every model): bare Node reads it too
     for (const name of models) {
       const n = test.x.length / test.count;
       const files = await writeModelFiles(dir, name, test.x.slice(0, n));
+      image = files.edgenn[1];
       for (const rt of ["edgenn", "ort", "tfjs"] as const)
         jobs.push({ runtime: rt, model: name, args: [join(cold, `${rt}.mjs`), ...files[rt]] });
     }
-    // Bare Node reads the same test image (the children's second argument) and prints.
-    jobs.unshift({ runtime: "bare", model: "-", args: [join(cold, "bare.mjs"), jobs[0].args[2]] });
+    jobs.unshift({ runtime: "bare", model: "-", args: [join(cold, "bare.mjs"), image] });
     const times = jobs.map(() => [] as number[]);
     for (let s = 0; s < spawns + 1; s++) {
       const lines = new Map<string, Set<string>>();

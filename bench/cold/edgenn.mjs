@@ -6,6 +6,8 @@
 // Built-in modules come from process.getBuiltinModule (Node >= 20.16) in every child and in
 // bare.mjs: an ES import of node:fs cost a cold process here 3.1-3.4 ms (Node builds the module's
 // namespace), and reading the input file is the bench's scaffolding, not any runtime's start.
+// The helper is written out in each child: a shared module would be one more file for every cold
+// process to resolve and load.
 import { loadEngineFile } from "../../dist/engine.mjs";
 
 // process.getBuiltinModule: Node >= 20.16; older Node gets a CommonJS require.
