@@ -19,6 +19,7 @@
 // wrong and where (byte offset, op index, tensor index), sizes are validated before anything is
 // allocated, and every loop is bounded by a checked size.
 import { crc32 } from "./crc32.js";
+import { firstNonFinite } from "./finite.js";
 
 export const ENN_MAGIC: readonly number[] = [0x89, 0x45, 0x4e, 0x4e, 0x0d, 0x0a, 0x1a, 0x0a];
 export const ENN_MAJOR = 1;
@@ -264,15 +265,6 @@ export interface FileChecks {
   firstNonFinite(data: Float32Array): number;
 }
 
-function firstNonFiniteJs(data: Float32Array): number {
-  for (let j = 0; j < data.length; j++) {
-    const v = data[j];
-    // v - v is NaN exactly for NaN and +-Infinity.
-    if (v - v !== 0) return j;
-  }
-  return -1;
-}
-
 const align16 = (n: number) => Math.ceil(n / 16) * 16;
 const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 const MAX_NAME = 256;
@@ -438,7 +430,7 @@ export function readEnn(source: Uint8Array | ArrayBuffer, options: ReadOptions =
       data = new Float32Array(count);
       for (let j = 0; j < count; j++) data[j] = view.getFloat32(at + 4 * j, true);
     }
-    const j = (options.checks?.firstNonFinite ?? firstNonFiniteJs)(data);
+    const j = (options.checks?.firstNonFinite ?? firstNonFinite)(data);
     if (j >= 0)
       throw new ModelFormatError(`holds a non-finite value (${data[j]}) at element ${j}`, {
         tensor: i,

@@ -27,6 +27,7 @@ import {
   type ParamBlock,
   type ResolvedOptimizer,
 } from "./optimizer.js";
+import { firstNonFinite } from "./finite.js";
 import { LintError, hasErrors, lintLayerOrder } from "./lint.js";
 import { Rng } from "./random.js";
 import { resolveSpec, sizeOf, toSpec, type ModelSpec, type ResolvedModel } from "./spec.js";
@@ -453,11 +454,11 @@ export class Model {
       throw new ModelError(
         `${what} has ${x.length} values, not a whole number of samples of shape [${this.resolved.inputShape.join(", ")}] (${n} values each)`,
       );
-    for (let i = 0; i < x.length; i++)
-      if (!Number.isFinite(x[i]))
-        throw new ModelError(
-          `${what} holds a non-finite value (${x[i]}) at index ${i} (sample ${Math.floor(i / n)})`,
-        );
+    const i = firstNonFinite(x);
+    if (i >= 0)
+      throw new ModelError(
+        `${what} holds a non-finite value (${x[i]}) at index ${i} (sample ${Math.floor(i / n)})`,
+      );
     return x.length / n;
   }
 
