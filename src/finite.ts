@@ -2,9 +2,9 @@
 
 /**
  * Index of the first NaN or ±Infinity in data, or -1. The clean case is one pass of x * 0 into
- * eight independent sums (NaN exactly for NaN and ±Infinity; a finite x gives ±0), which V8 runs
- * about 2.4x as fast as a compare-and-branch per element (60,000 Fashion-MNIST images: 36 ms
- * against 88 ms here); only a dirty array is scanned again to find where.
+ * eight independent sums (NaN exactly for NaN and ±Infinity; a finite x gives ±0); only a dirty
+ * array is scanned again to find where. Model.checkInputs on the 60,000 Fashion-MNIST training
+ * images: 44-49 ms, against 178-203 ms with a Number.isFinite test per element.
  */
 export function firstNonFinite(data: Float32Array): number {
   const n = data.length;
