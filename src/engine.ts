@@ -115,6 +115,8 @@ export class InferenceEngine {
   static async load(source: EngineSource, options: EngineOptions = {}): Promise<InferenceEngine> {
     const { bytes, kernels } = splitSource(source, options);
     const k = kernels instanceof Kernels ? kernels : await Kernels.load(kernels);
+    // Checking the file uses scratch at heapBase: whoever held this instance loses it here.
+    k.claim({});
     const model = readEnn(bytes, {
       limits: options.limits,
       checks: kernelFileChecks(k),
@@ -126,6 +128,8 @@ export class InferenceEngine {
   static loadSync(source: EngineSource, options: EngineOptions = {}): InferenceEngine {
     const { bytes, kernels } = splitSource(source, options);
     const k = kernels instanceof Kernels ? kernels : Kernels.loadSync(kernels);
+    // Checking the file uses scratch at heapBase: whoever held this instance loses it here.
+    k.claim({});
     const model = readEnn(bytes, {
       limits: options.limits,
       checks: kernelFileChecks(k),
@@ -223,6 +227,7 @@ export class InferenceEngine {
       throw new ModelFormatError(
         `the model needs ${(end / 2 ** 20).toFixed(1)} MiB of memory at maxBatch ${B}, over the engine's limit of ${(limit / 2 ** 20).toFixed(1)} MiB; load it with a smaller maxBatch or a larger maxMemoryBytes`,
       );
+    kernels.claim(this);
     kernels.ensure(end);
     this.memoryBytes = end;
     // Growing memory detached the views of tensors in kernel memory: the same bytes, new views.
@@ -459,6 +464,7 @@ export class InferenceEngine {
       );
     if (input.length < B * n)
       throw new InferenceError(`input has ${input.length} values; ${B} samples need ${B * n}`);
+    this.kernels.checkOwner(this, "engine");
     // Only a caller sharing our Kernels instance can grow the memory; then re-make the views.
     if (this.f32.buffer !== this.kernels.memory.buffer) {
       this.f32 = this.kernels.f32;

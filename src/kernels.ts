@@ -142,6 +142,28 @@ export class Kernels {
     return typeof (this.abi as unknown as Record<string, unknown>).dense_bwd_f32 !== "function";
   }
 
+  /**
+   * The Model or InferenceEngine whose arena this instance's memory holds. Each plans its arena
+   * from heapBase, so two on one instance would overwrite each other's weights and buffers: the
+   * latest to claim it owns it, and the earlier one refuses to run (checkOwner) instead of
+   * computing from the other's numbers. One instance per model (Kernels.load(module) is cheap once
+   * the module is compiled); reusing an instance for a new model after dropping the old is fine.
+   */
+  private owner: object | undefined;
+
+  /** Called by a Model or InferenceEngine before it first writes to this memory. */
+  claim(owner: object): void {
+    this.owner = owner;
+  }
+
+  /** Throws when a later Model or InferenceEngine has claimed this instance since `owner` did. */
+  checkOwner(owner: object, what: string): void {
+    if (this.owner !== owner)
+      throw new Error(
+        `edgenn: this ${what}'s kernel instance was given to another Model or InferenceEngine, which planned its memory over this one's weights; give each its own instance (Kernels.load(module), or pass the module instead of the instance)`,
+      );
+  }
+
   /** First byte the host may plan into. */
   get heapBase(): Ptr {
     return this.abi.heap_base();

@@ -191,6 +191,7 @@ export class Model {
     this.stateBlock = { ptr: stateStart, bytes: arena.end - stateStart };
     this.rngState = arena.take("dropout rng", k.rng_state_bytes());
     this.fixedEnd = arena.end;
+    kernels.claim(this);
     kernels.ensure(this.fixedEnd);
 
     const seed = options.seed ?? 0;
@@ -328,6 +329,7 @@ export class Model {
 
   /** Inference-mode forward of the batch already in plan.x; returns the output pointer. */
   forwardInfer(p: BatchPlan, B = p.batch, skipFinalSoftmax = false): number {
+    this.kernels.checkOwner(this, "model");
     const k = this.kernels.abi;
     const L = this.layers.length;
     for (let i = 0; i < L; i++) {
@@ -341,6 +343,7 @@ export class Model {
 
   /** Inference-mode forward of layers [0, end) only: leaves layer end's input in plan.infer[end].in. */
   forwardInferUntil(p: BatchPlan, B: number, end: number): void {
+    this.kernels.checkOwner(this, "model");
     const k = this.kernels.abi;
     for (let i = 0; i < end; i++) {
       const rt = this.layers[i];
@@ -351,6 +354,7 @@ export class Model {
 
   /** Training-mode forward of plan.x (BN batch statistics, moving stats updated, dropout on). */
   forwardTrain(p: BatchPlan, B = p.batch): void {
+    this.kernels.checkOwner(this, "model");
     const k = this.kernels.abi;
     const L = this.layers.length - (this.fusedSoftmax ? 1 : 0);
     for (let i = 0; i < L; i++) {
@@ -485,6 +489,7 @@ export class Model {
 
   /** A copy of every parameter and state tensor, keyed `layers.<i>.<name>`. */
   getWeights(): Map<string, Float32Array> {
+    this.kernels.checkOwner(this, "model");
     const m = new Map<string, Float32Array>();
     for (const t of [...this.params, ...this.state])
       m.set(`layers.${t.layer}.${t.name}`, this.kernels.readF32(t.ptr, t.size));
@@ -493,6 +498,7 @@ export class Model {
 
   /** Sets tensors by name (a subset is fine); sizes must match. */
   setWeights(weights: Map<string, Float32Array | number[]>): void {
+    this.kernels.checkOwner(this, "model");
     const all = new Map(
       [...this.params, ...this.state].map((t) => [`layers.${t.layer}.${t.name}`, t]),
     );
@@ -512,6 +518,7 @@ export class Model {
 
   /** Raw optimizer slot contents, for checkpoints. */
   optimizerSlotsBytes(): { slot: number; data: Float32Array }[] {
+    this.kernels.checkOwner(this, "model");
     const out: { slot: number; data: Float32Array }[] = [];
     for (let s = 0; s < optimizerSlots(this.optimizer); s++)
       out.push({
@@ -522,17 +529,20 @@ export class Model {
   }
 
   setOptimizerSlot(slot: number, data: Float32Array): void {
+    this.kernels.checkOwner(this, "model");
     if (slot >= optimizerSlots(this.optimizer) || data.length !== this.block.bytes >> 2)
       throw new ModelError(`optimizer slot ${slot} does not fit this model/optimizer`);
     this.kernels.writeF32(this.block.ptr + this.block.slotDelta[slot], data);
   }
 
   getDropoutRngState(): Uint8Array {
+    this.kernels.checkOwner(this, "model");
     const n = this.kernels.abi.rng_state_bytes();
     return this.kernels.u8.slice(this.rngState, this.rngState + n);
   }
 
   setDropoutRngState(bytes: Uint8Array): void {
+    this.kernels.checkOwner(this, "model");
     const n = this.kernels.abi.rng_state_bytes();
     if (bytes.length !== n)
       throw new ModelError(`dropout RNG state must be ${n} bytes, got ${bytes.length}`);
@@ -557,6 +567,7 @@ export class Model {
     y: Int32Array | Float32Array,
     extraBytes = 0,
   ): { x: number; y: number; extra: number } {
+    this.kernels.checkOwner(this, "model");
     this.dataEnd = 0;
     for (const b of batchSizes) this.plan(b);
     let top = this.fixedEnd;

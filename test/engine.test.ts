@@ -410,4 +410,31 @@ describe("int8 weights", () => {
     const e = InferenceEngine.loadSync(mlp, { kernels: k });
     expect(e.kernels).toBe(k);
   });
+
+  it("one Kernels instance given to a second engine or a Model: the earlier engine refuses to run", () => {
+    const k = Kernels.loadSync(kernelModule());
+    const x = randomInputs(2 * 180, 4);
+    const alone = InferenceEngine.loadSync(cnn, { kernels: loadKernels(), maxBatch: 2 });
+    const expected = alone.predict(x, 2).slice();
+    const first = InferenceEngine.loadSync(cnn, { kernels: k, maxBatch: 2 });
+    expect(first.predict(x, 2)).toEqual(expected);
+    // A second engine plans its arena from the same heap base, over the first one's weights.
+    const second = InferenceEngine.loadSync(mlp, { kernels: k, maxBatch: 2 });
+    expect(() => first.predict(x, 2)).toThrow(/given to another Model or InferenceEngine/);
+    expect(second.predict(randomInputs(2 * second.inputSize, 5), 2).length).toBe(
+      2 * second.outputSize,
+    );
+    // The same for a Model on that instance; the latest owner runs.
+    const model = new Model(k, smallMlp, { seed: 1 });
+    expect(() => second.predict(randomInputs(2 * second.inputSize, 5), 2)).toThrow(
+      /engine's kernel instance was given to another/,
+    );
+    expect(model.predict(randomInputs(3 * model.inputSize, 6)).length).toBe(3 * model.outputSize);
+    // An engine constructed later takes it from the model in turn.
+    InferenceEngine.loadSync(cnn, { kernels: k, maxBatch: 2 });
+    expect(() => model.predict(randomInputs(model.inputSize, 7))).toThrow(
+      /model's kernel instance was given to another/,
+    );
+    expect(() => model.getWeights()).toThrow(/given to another/);
+  });
 });
