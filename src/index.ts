@@ -1,6 +1,7 @@
 // edgenn: the platform-neutral API (no Node built-ins). Node conveniences: src/node/index.ts.
 export {
   Kernels,
+  KernelsTakenError,
   supportsRelaxedSimd,
   pickKernelIsa,
   KERNEL_FILES,

@@ -81,6 +81,14 @@ export function pickKernelIsa(
   throw new Error(`edgenn: unknown kernel ISA "${request}"; use baseline, relaxed or auto`);
 }
 
+/**
+ * A Model or InferenceEngine whose Kernels instance has since been given to another one (see
+ * Kernels.claim): its memory may hold the other's weights, so it refuses to run.
+ */
+export class KernelsTakenError extends Error {
+  override name = "KernelsTakenError";
+}
+
 export class Kernels {
   readonly abi: KernelAbi;
   readonly memory: WebAssembly.Memory;
@@ -159,7 +167,7 @@ export class Kernels {
   /** Throws when a later Model or InferenceEngine has claimed this instance since `owner` did. */
   checkOwner(owner: object, what: string): void {
     if (this.owner !== owner)
-      throw new Error(
+      throw new KernelsTakenError(
         `edgenn: this ${what}'s kernel instance was given to another Model or InferenceEngine, which planned its memory over this one's weights; give each its own instance (Kernels.load(module), or pass the module instead of the instance)`,
       );
   }

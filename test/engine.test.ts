@@ -9,7 +9,7 @@ import type { Dataset } from "../src/dataset.js";
 import { InferenceError, engineAccuracy } from "../src/engine.js";
 import { ModelFormatError, readEnn } from "../src/ennFormat.js";
 import { exportModel } from "../src/export.js";
-import { Kernels } from "../src/kernels.js";
+import { Kernels, KernelsTakenError } from "../src/kernels.js";
 import { Model } from "../src/model.js";
 import { InferenceEngine, loadEngineFile } from "../src/node/engine.js";
 import { kernelModule, loadKernels } from "../src/node/loadKernels.js";
@@ -420,6 +420,7 @@ describe("int8 weights", () => {
     expect(first.predict(x, 2)).toEqual(expected);
     // A second engine plans its arena from the same heap base, over the first one's weights.
     const second = InferenceEngine.loadSync(mlp, { kernels: k, maxBatch: 2 });
+    expect(() => first.predict(x, 2)).toThrow(KernelsTakenError);
     expect(() => first.predict(x, 2)).toThrow(/given to another Model or InferenceEngine/);
     expect(second.predict(randomInputs(2 * second.inputSize, 5), 2).length).toBe(
       2 * second.outputSize,
