@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { firstNonFinite } from "../src/finite.js";
+import { Rng } from "../src/random.js";
 
 /** The oracle: one compare per element. */
 function firstNonFiniteScalar(data: Float32Array): number {
@@ -33,14 +34,10 @@ describe("firstNonFinite", () => {
   });
 
   it("agrees with the oracle on random arrays with rare non-finite values", () => {
-    let seed = 12345;
-    const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    const rng = new Rng(12345);
     for (let t = 0; t < 200; t++) {
-      const x = Float32Array.from(
-        { length: 1 + Math.floor(rand() * 300) },
-        () => (rand() - 0.5) * 1e6,
-      );
-      if (rand() < 0.7) x[Math.floor(rand() * x.length)] = [NaN, Infinity, -Infinity][t % 3];
+      const x = Float32Array.from({ length: 1 + rng.int(300) }, () => (rng.next() - 0.5) * 1e6);
+      if (rng.next() < 0.7) x[rng.int(x.length)] = [NaN, Infinity, -Infinity][t % 3];
       expect(firstNonFinite(x)).toBe(firstNonFiniteScalar(x));
     }
   });
