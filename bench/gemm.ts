@@ -26,6 +26,8 @@ import { cnnSpec, mlpSpec } from "../src/referenceModels.js";
 import { fit } from "../src/train.js";
 
 const RELAXED_FLAG = "--experimental-wasm-relaxed-simd";
+/** Issue 5: GEMM at 64x784x256 and 512^3 >= 85% of the measured mul+add peak. */
+const GEMM_TARGET = 0.85;
 
 export interface GemmBenchRow {
   name: string;
@@ -405,12 +407,15 @@ function printResult(r: GemmBenchResult): void {
         ? `; relaxed ${x.cnnConvTrainStepMs.toFixed(1)} ms median, ${x.cnnConvTrainStepBestMs.toFixed(1)} ms best`
         : ""),
   );
-  // The issue's target: GEMM >= 85% of the measured peak (each build against its own peak).
+  // The issue's target: GEMM >= 85% of the measured peak (each build against its own peak). Shares
+  // are truncated, not rounded, so 84.96% never prints as 85.0%.
+  const pct = (share: number) => `${(Math.floor(share * 1000) / 10).toFixed(1)}%`;
   for (const i of [0, 5]) {
     const b = r.gemm[i];
-    let s = `${b.name}: baseline ${((100 * best(b)) / r.simdPeakGflops).toFixed(0)}% of the mul+add peak (best runs)`;
-    if (x)
-      s += `, relaxed ${((100 * best(x.gemm[i])) / x.simdPeakMaddGflops).toFixed(0)}% of the FMA peak`;
+    const share = best(b) / r.simdPeakGflops;
+    let s = `${b.name}: baseline ${pct(share)} of the mul+add peak (best runs)`;
+    if (x) s += `, relaxed ${pct(best(x.gemm[i]) / x.simdPeakMaddGflops)} of the FMA peak`;
+    s += `; target: baseline >= ${GEMM_TARGET * 100}% ${share >= GEMM_TARGET ? "met" : "NOT met"}`;
     console.log(s);
   }
   if (r.training) {
