@@ -16,9 +16,12 @@
 // Bias, accumulate and the clamp are applied in the store of the last K slice (fused epilogue):
 // a folded Dense + ReLU is one call. Earlier slices store raw partial sums into C.
 //
-// Row-major B (NN) with two or more full panels is not packed in a pass of its own: the first
-// row block's tile on panel p copies panel p + 1 from B as it runs, so those strided loads from
-// L2/L3 overlap arithmetic (64x784x256: ~3-5% faster, within ~4% of a pre-packed B).
+// Row-major B (NN) with two or more full panels is not packed in a pass of its own: while the
+// first row block's tiles run on panel p, each copies its share of panel p + 1's rows from B, so
+// those strided loads from L2/L3 overlap arithmetic (64x784x256: ~3-5% faster than a pass of its
+// own). Spread over all the tiles rather than done by the first tile alone, the copy gained 0-2
+// points of the peak in the best windows and 2-6% in the median ones (64x784x256 and 512^3,
+// interleaved A/B, three runs), the other training shapes within noise.
 //
 // Small M (inference batches) with row-major B skips packing B, whose elements are used only M
 // times: M <= 2 runs a row kernel (1 x 32 columns), M <= 8 reads full B panels in place.
@@ -269,9 +272,11 @@ function macroKernel(
 ): void {
   const ldcBytes = (<usize>ldc) << 2;
   const aPanelBytes = (<usize>kc) << 4;
-  // Full panels the first tiles pack on the way (fused packing, see gemm_f32): panel p + 1 is
-  // copied from fuseSrc while panel p's first tile runs.
+  // Full panels the tiles pack on the way (fused packing, see gemm_f32): panel p + 1 is copied
+  // from fuseSrc while panel p's tiles run, fuseChunk rows of it by each tile (i0 / 4).
   const fuseEnd = fuseSrc != 0 ? nc & ~7 : 0;
+  const tiles = (mc + 3) >> 2;
+  const fuseChunk = (kc + tiles - 1) / tiles;
   for (let j0 = 0; j0 < nc; j0 += 8) {
     const nr = minI32(8, nc - j0);
     // B panel: in place (row stride bDirectStep) when the caller asked for it and the panel is
@@ -299,14 +304,17 @@ function macroKernel(
       let a = pa;
       let b = pb;
       const aEnd = pa + ((<usize>kc) << 4);
-      if (i0 == 0 && j0 + 16 <= fuseEnd) {
-        // The same loop, also copying row k of the next B panel from B into its packed slot:
-        // its loads from L2/L3 overlap this tile's arithmetic instead of a pass of their own.
-        // A second copy of the k-step on purpose: a copy flag tested inside one loop, or a copy
-        // every tile makes, would cost every tile an instruction or four per k-step.
-        let src = fuseSrc + ((<usize>(j0 + 8)) << 2);
-        let dst = pb + bPanelBytes;
-        while (a < aEnd) {
+      if (j0 + 16 <= fuseEnd) {
+        // The same loop for this tile's first k-steps, also copying rows [k0, k1) of the next B
+        // panel from B into its packed slot: its loads from L2/L3 overlap this tile's arithmetic
+        // instead of a pass of their own. A second copy of the k-step on purpose: a copy flag
+        // tested inside one loop would cost every k-step an instruction or four.
+        const k0 = minI32(kc, (i0 >> 2) * fuseChunk);
+        const k1 = minI32(kc, k0 + fuseChunk);
+        let src = fuseSrc + ((<usize>(j0 + 8)) << 2) + <usize>k0 * fuseStep;
+        let dst = pb + bPanelBytes + ((<usize>k0) << 5);
+        const copyEnd = a + ((<usize>(k1 - k0)) << 4);
+        while (a < copyEnd) {
           v128.store(dst, v128.load(src));
           v128.store(dst, v128.load(src, 16), 16);
           const b0 = v128.load(b);
@@ -564,7 +572,7 @@ export function gemm_f32(
       const bSlice = B + <usize>pc * bRow + <usize>jc * bCol;
       if (direct || fuse) {
         // Only the N tail (nc % 8 columns) is packed, into its panel's slot, and with fused
-        // packing the first panel (the first tile of each full panel packs the next one).
+        // packing the first panel (the tiles of each full panel pack the next one).
         if (fuse) packB(kc, 8, bSlice, rsB, csB, packedB);
         const nFull = nc & ~7;
         if (nFull < nc) {

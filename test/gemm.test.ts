@@ -288,6 +288,30 @@ describe("gemm_f32 (packed 4x8 SIMD) vs scalar twin and float64", () => {
     );
   });
 
+  it("fused packing: each tile of the first row block copies its share of the next B panel's rows", () => {
+    const k = loadKernels();
+    // [M, N, K]: tiles = ceil(M / 4) against slice depths that they divide or do not, fewer k-steps
+    // than tiles (the last tiles copy nothing), two panels only, a partial last tile, two
+    // slices, and a second MC block (which reads the panels the first one packed).
+    const shapes = [
+      [9, 24, 2],
+      [61, 40, 37],
+      [12, 32, 331],
+      [13, 17, 5],
+      [9, 16, 9],
+      [64, 64, 64],
+      [133, 48, 50],
+    ];
+    let seed = 300;
+    for (const [M, N, K] of shapes)
+      for (const accumulate of [false, true])
+        runCase(
+          k,
+          { M, N, K, layout: "NN", bias: true, clamp: accumulate, accumulate, ldcPad: 1 },
+          seed++,
+        );
+  });
+
   it("K = 0 gives clamp(bias (+C)); M = 0 or N = 0 writes nothing", () => {
     const k = loadKernels();
     for (let bits = 0; bits < 16; bits++) {
