@@ -115,8 +115,6 @@ export class InferenceEngine {
   static async load(source: EngineSource, options: EngineOptions = {}): Promise<InferenceEngine> {
     const { bytes, kernels } = splitSource(source, options);
     const k = kernels instanceof Kernels ? kernels : await Kernels.load(kernels);
-    // Checking the file uses scratch at heapBase: whoever held this instance loses it here.
-    k.claim({});
     const model = readEnn(bytes, {
       limits: options.limits,
       checks: kernelFileChecks(k),
@@ -128,8 +126,6 @@ export class InferenceEngine {
   static loadSync(source: EngineSource, options: EngineOptions = {}): InferenceEngine {
     const { bytes, kernels } = splitSource(source, options);
     const k = kernels instanceof Kernels ? kernels : Kernels.loadSync(kernels);
-    // Checking the file uses scratch at heapBase: whoever held this instance loses it here.
-    k.claim({});
     const model = readEnn(bytes, {
       limits: options.limits,
       checks: kernelFileChecks(k),
@@ -588,10 +584,11 @@ const CRC_CHUNK = 65536;
 
 /**
  * The model file's CRC and finite-value checks run by the kernels, in the memory the engine is
- * about to plan (its arena starts at heapBase and overwrites this scratch use afterwards).
+ * about to plan (its arena starts at heapBase and overwrites this scratch use afterwards). That
+ * scratch is where a previous owner of k keeps its weights, so the checks take k from it.
  */
 export function kernelFileChecks(k: Kernels): FileChecks {
-  return {
+  const checks: FileChecks = {
     crc32(bytes, start, end) {
       const host = hostCrc32?.(bytes.subarray(start, end));
       if (host !== undefined) return host >>> 0;
@@ -619,6 +616,8 @@ export function kernelFileChecks(k: Kernels): FileChecks {
       return k.abi.first_nonfinite_f32(p, data.length);
     },
   };
+  k.claim(checks);
+  return checks;
 }
 
 /**
