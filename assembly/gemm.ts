@@ -27,9 +27,14 @@
 // times: M <= 2 runs a row kernel (1 x 32 columns), M <= 8 reads full B panels in place.
 //
 // On the development machine (AMD EPYC Zen 3, Node 20) the mul+add peak of one core is
-// ~36 GFLOP/s (simd_peak_f32); the packed path reaches ~30-35 GFLOP/s at 64x256x784.
-// Relaxed build (FMA): peak ~47-51 GFLOP/s (simd_peak_madd_f32), packed GEMM 1.15-1.4x the
-// baseline, the batch-1 row kernel unchanged (it streams B from L2, loads not flops bound it). The
+// ~50-52 GFLOP/s (simd_peak_f32); the baseline packed path reaches ~35-37 GFLOP/s at 64x256x784,
+// ~70% of it. Loads bound it, not arithmetic: per k step the 4x8 tile has 2 B loads and 4 A splats
+// beside its 8 muls and 8 adds, and alone in L1 it runs at ~70% of the peak, against ~94% with
+// the A splats held in registers (2 loads a step) and ~77% with B held (4 loads). With a mul and
+// an add per product every tile needs a temporary, and x64's 16 xmm registers (V8 keeps one for
+// itself) leave none with fewer loads per product (2x16 ~69%, 3x12 ~60%, A pre-broadcast ~68%).
+// Relaxed build (FMA): peak ~50-51 GFLOP/s (simd_peak_madd_f32), packed GEMM ~86-90% of it, 1.25-1.4x
+// the baseline, the batch-1 row kernel unchanged (it streams B from L2, loads not flops bound it). The
 // 4x8 tile stays: with FMA its 8 accumulators exactly cover 2 pipes x 4 cycles of latency, and in
 // L1 it reaches ~48-50 GFLOP/s; a 6x8 FMA tile (12 accumulators, no mul temporaries) measured ~36.
 
@@ -887,10 +892,15 @@ export function gemm_f32_scalar(
  * Measures the machine's WASM SIMD mul+add throughput: 12 independent f32x4 chains
  * acc = acc*m + a (a mul then an add, like the GEMM inner loop; 12 chains cover the 3+3 cycle
  * latency on 2 mul + 2 add pipes). 96 flops per iteration. Returns a lane sum so nothing is dead.
+ *
+ * ma: 8 floats, m in lanes 0-3 and a in lanes 4-7. The two vectors are loaded from memory, not
+ * splatted from f32 parameters: Node 20's V8 (11.3) placed those two splats inside the loop and
+ * reloaded m from the stack every iteration, which held this loop to ~41 GFLOP/s on a Zen 3 core
+ * that runs it at ~51.7 with the loads (and Chromium 156's V8 at ~49-50 either way).
  */
-export function simd_peak_f32(iters: i32, m: f32, a: f32): f32 {
-  const vm = f32x4.splat(m);
-  const va = f32x4.splat(a);
+export function simd_peak_f32(iters: i32, ma: usize): f32 {
+  const vm = v128.load(ma);
+  const va = v128.load(ma, 16);
   let x0 = f32x4.splat(1);
   let x1 = f32x4.splat(2);
   let x2 = f32x4.splat(3);
@@ -932,11 +942,12 @@ export function simd_peak_f32(iters: i32, m: f32, a: f32): f32 {
 /**
  * simd_peak_f32 with each acc*m + a as one Isa.madd: the same mul+add in the baseline build, one
  * relaxed_madd (FMA) per chain step in the relaxed build: the peak its GEMM should be compared to.
- * 12 chains also cover the 4-cycle FMA latency on 2 FMA pipes. 96 flops per iteration.
+ * 12 chains also cover the 4-cycle FMA latency on 2 FMA pipes. 96 flops per iteration. ma as in
+ * simd_peak_f32.
  */
-export function simd_peak_madd_f32(iters: i32, m: f32, a: f32): f32 {
-  const vm = f32x4.splat(m);
-  const va = f32x4.splat(a);
+export function simd_peak_madd_f32(iters: i32, ma: usize): f32 {
+  const vm = v128.load(ma);
+  const va = v128.load(ma, 16);
   let x0 = f32x4.splat(1);
   let x1 = f32x4.splat(2);
   let x2 = f32x4.splat(3);

@@ -77,8 +77,8 @@ export interface GemmBenchResult extends KernelBuildBench {
 
 /** The peak kernels live in gemm.ts but are not part of the host ABI. */
 interface PeakExports {
-  simd_peak_f32(iters: number, m: number, a: number): number;
-  simd_peak_madd_f32(iters: number, m: number, a: number): number;
+  simd_peak_f32(iters: number, ma: number): number;
+  simd_peak_madd_f32(iters: number, ma: number): number;
 }
 
 function median(xs: number[]): number {
@@ -276,10 +276,16 @@ async function measure(
   );
   const ks = modules.map((m) => Kernels.loadSync(m));
   const iters = 500_000;
+  const mems = ks.map((k) => new Bump(k));
+  // The peak loops' m (lanes 0-3) and a (lanes 4-7), in each build's memory.
+  const peakArgs = ks.map((k, i) => {
+    const p = mems[i].floats(8, false);
+    k.f32.set([0.999, 0.999, 0.999, 0.999, 1e-3, 1e-3, 1e-3, 1e-3], p >> 2);
+    return p;
+  });
   // 12 chains x 4 lanes x 2 flops per iteration.
   const peakFns = (name: keyof PeakExports) =>
-    ks.map((k) => () => void (k.abi as unknown as PeakExports)[name](iters, 0.999, 1e-3));
-  const mems = ks.map((k) => new Bump(k));
+    ks.map((k, i) => () => void (k.abi as unknown as PeakExports)[name](iters, peakArgs[i]));
   const cases = [
     gemmCase(mems, ks, 64, 256, 784, "NN"), // Dense 784->256 forward at batch 64
     gemmCase(mems, ks, 64, 784, 256, "NT"), // its dX = dY.W^T
@@ -410,12 +416,17 @@ function printResult(r: GemmBenchResult): void {
   // The issue's target: GEMM >= 85% of the measured peak (each build against its own peak). Shares
   // are truncated, not rounded, so 84.96% never prints as 85.0%.
   const pct = (share: number) => `${(Math.floor(share * 1000) / 10).toFixed(1)}%`;
+  // The relaxed build's share is of the higher of its two peaks (FMA, or mul+add in that build),
+  // so a slow FMA loop could not flatter it.
+  const verdict = (share: number) => (share >= GEMM_TARGET ? "met" : "NOT met");
   for (const i of [0, 5]) {
     const b = r.gemm[i];
     const share = best(b) / r.simdPeakGflops;
-    let s = `${b.name}: baseline ${pct(share)} of the mul+add peak (best runs)`;
-    if (x) s += `, relaxed ${pct(best(x.gemm[i]) / x.simdPeakMaddGflops)} of the FMA peak`;
-    s += `; target: baseline >= ${GEMM_TARGET * 100}% ${share >= GEMM_TARGET ? "met" : "NOT met"}`;
+    let s = `${b.name}: baseline ${pct(share)} of the mul+add peak (best runs), target >= ${GEMM_TARGET * 100}% ${verdict(share)}`;
+    if (x) {
+      const xs = best(x.gemm[i]) / Math.max(x.simdPeakMaddGflops, x.simdPeakGflops);
+      s += `; relaxed build ${pct(xs)} of its peak (FMA ${x.simdPeakMaddGflops.toFixed(1)}, mul+add ${x.simdPeakGflops.toFixed(1)} GFLOP/s) ${verdict(xs)}`;
+    }
     console.log(s);
   }
   if (r.training) {

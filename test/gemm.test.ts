@@ -454,3 +454,45 @@ describe("gemm_f32_prepacked (weights packed once) vs scalar twin and float64", 
       }
   });
 });
+
+describe("simd_peak_f32 / simd_peak_madd_f32 (the bench's SIMD peak loops)", () => {
+  // Not part of the host ABI: the bench times them. They must still compute what they claim, 12
+  // chains x = x*m + a from x0 = 1..12 with m and a read from memory, so a change that made the
+  // loop do less work (or read the wrong lanes) would not show up as a faster "peak".
+  interface Peak {
+    simd_peak_f32(iters: number, ma: number): number;
+    simd_peak_madd_f32(iters: number, ma: number): number;
+  }
+  it("return the lane sum of the 12 chains, m and a taken from the 8 floats at ma", () => {
+    const k = loadKernels();
+    const peak = k.abi as unknown as Peak;
+    const ma = new Bump(k).floats(8);
+    const f = Math.fround;
+    for (const [m, a] of [
+      [0.5, 0.25],
+      [f(0.999), f(1e-3)],
+      [-1.25, 3],
+    ]) {
+      k.f32.set([m, m, m, m, a, a, a, a], ma >> 2);
+      for (const iters of [0, 1, 2, 7, 50]) {
+        // Reference in float32: mul then add, each rounded (the baseline build's bits).
+        const chains = Array.from({ length: 12 }, (_, i) => i + 1);
+        for (let t = 0; t < iters; t++)
+          for (let c = 0; c < 12; c++) chains[c] = f(f(chains[c] * m) + a);
+        // The kernel sums the chains pairwise into one vector, then the 4 (equal) lanes in order.
+        const pair = (x: number, y: number) => f(x + y);
+        const [x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11] = chains;
+        const s = pair(
+          pair(pair(pair(x0, x1), pair(x2, x3)), pair(x4, x5)),
+          pair(pair(pair(x6, x7), pair(x8, x9)), pair(x10, x11)),
+        );
+        const want = f(f(f(s + s) + s) + s);
+        expect(peak.simd_peak_f32(iters, ma)).toBe(want);
+        // Relaxed build: one FMA per step (one rounding), so close rather than equal.
+        const madd = peak.simd_peak_madd_f32(iters, ma);
+        if (k.isa === "baseline") expect(madd).toBe(want);
+        else expect(Math.abs(madd - want)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(want)));
+      }
+    }
+  });
+});
