@@ -6,7 +6,7 @@
 // bench/results/<timestamp>.json.
 //
 // Options: --quick (fewer epochs/batches/runs/spawns, for a smoke run),
-// --only mlp|cnn|parallel|gemm|inference|cold|size.
+// --only mlp|cnn|parallel|gemm|chromium|inference|cold|size.
 import { execSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
@@ -181,6 +181,13 @@ async function main(): Promise<void> {
     } catch (e) {
       console.log(`kernel micro-benchmarks unavailable: ${(e as Error).message}`);
     }
+  }
+  if (!only || only === "chromium") {
+    const { runChromiumKernelBench, printChromiumKernelBench } =
+      await import("./chromiumKernels.js");
+    const kernelsChromium = await runChromiumKernelBench({ quick });
+    printChromiumKernelBench(kernelsChromium);
+    results.kernelsChromium = kernelsChromium;
   }
   if (!only || only === "inference") {
     console.log("\ninference: checking outputs, then timing");
