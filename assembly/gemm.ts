@@ -32,7 +32,7 @@
 // beside its 8 muls and 8 adds, and alone in L1 it runs at ~70% of the peak, against ~94% with
 // the A splats held in registers (2 loads a step) and ~77% with B held (4 loads). With a mul and
 // an add per product every tile needs a temporary, and x64's 16 xmm registers (V8 keeps one for
-// itself) leave none with fewer loads per product (2x16 ~69%, 3x12 ~60%, A pre-broadcast ~68%).
+// itself) leave no faster tile here (2x16 ~69%, 3x12 ~60%, 5x8 spills, A pre-broadcast ~68%).
 // Relaxed build (FMA): peak ~50-51 GFLOP/s (simd_peak_madd_f32), packed GEMM ~86-90% of it, 1.25-1.4x
 // the baseline, the batch-1 row kernel unchanged (it streams B from L2, loads not flops bound it). The
 // 4x8 tile stays: with FMA its 8 accumulators exactly cover 2 pipes x 4 cycles of latency, and in
