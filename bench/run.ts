@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { Model } from "../src/model.js";
-import { loadKernels } from "../src/node/loadKernels.js";
+import { kernelIsa, loadKernels } from "../src/node/loadKernels.js";
 import {
   defaultDataDir,
   fullDataDir,
@@ -61,13 +61,22 @@ async function main(): Promise<void> {
   const code = v.commit
     ? `commit ${v.commit.slice(0, 7)}${v.dirty ? " + uncommitted changes" : ""}`
     : "not a git checkout";
+  // The kernel build edgenn's training and inference rows run (the relaxed one where this Node
+  // validates it: Node >= 22, or Node 20 started with --experimental-wasm-relaxed-simd), and the
+  // process's Node options, which can change it.
+  const isa = kernelIsa();
+  const execArgv = process.execArgv;
   console.log(
-    `edgenn bench — ${new Date().toISOString()}\n${code}\nmachine: ${machine}\ndata: ${dataDir} (${train.count} train / ${test.count} test)\n`,
+    `edgenn bench — ${new Date().toISOString()}\n${code}\nmachine: ${machine}\n` +
+      `kernel build: ${isa}${execArgv.length ? ` (node ${execArgv.join(" ")})` : ""}\n` +
+      `data: ${dataDir} (${train.count} train / ${test.count} test)\n`,
   );
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     ...v,
     machine,
+    kernelIsa: isa,
+    execArgv,
     data: dataDir,
     quick,
   };
