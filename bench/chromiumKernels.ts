@@ -13,7 +13,7 @@
 //
 //   npm run bench -- --only chromium
 import { existsSync, readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { chromium, type Browser } from "playwright-core";
 import { KERNEL_FILES, type KernelIsa } from "../src/kernels.js";
 import { kernelWasmPath } from "../src/node/loadKernels.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../test/chromium.js";
@@ -162,7 +162,7 @@ export async function runChromiumKernelBench(
   );
   const rounds = opts.quick ? 1 : 4;
   const perRound = opts.quick ? 5 : 12;
-  let browser;
+  let browser: Browser;
   try {
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -236,7 +236,7 @@ export function printChromiumKernelBench(r: ChromiumKernelBench): void {
   );
   const pct = (share: number) => `${(Math.floor(share * 1000) / 10).toFixed(1)}%`;
   for (const b of r.builds) {
-    // A build's GEMM against the higher of its two peak loops (they agree on Zen 3).
+    // A build's GEMM against the higher of its two peak loops, as bench/gemm.ts prints it.
     const peak = Math.max(b.simdPeakGflops, b.simdPeakMaddGflops);
     console.log(
       `  ${b.isa} build: peak ${b.simdPeakGflops.toFixed(1)} GFLOP/s (mul+add), ${b.simdPeakMaddGflops.toFixed(1)} (Isa.madd)`,

@@ -414,16 +414,16 @@ function printResult(r: GemmBenchResult): void {
         ? `; relaxed ${x.cnnConvTrainStepMs.toFixed(1)} ms median, ${x.cnnConvTrainStepBestMs.toFixed(1)} ms best`
         : ""),
   );
-  // The issue's target: GEMM >= 85% of the measured peak (each build against its own peak). Shares
-  // are truncated, not rounded, so 84.96% never prints as 85.0%.
+  // The issue's target: GEMM >= 85% of the measured peak, each build against the higher of its two
+  // peak loops (mul+add, and Isa.madd: the same loop in the baseline build, FMA in the relaxed one),
+  // so a slow loop cannot flatter a share. Shares are truncated, not rounded, so 84.96% never
+  // prints as 85.0%.
   const pct = (share: number) => `${(Math.floor(share * 1000) / 10).toFixed(1)}%`;
-  // The relaxed build's share is of the higher of its two peaks (FMA, or mul+add in that build),
-  // so a slow FMA loop could not flatter it.
   const verdict = (share: number) => (share >= GEMM_TARGET ? "met" : "NOT met");
   for (const i of [0, 5]) {
     const b = r.gemm[i];
-    const share = best(b) / r.simdPeakGflops;
-    let s = `${b.name}: baseline ${pct(share)} of the mul+add peak (best runs), target >= ${GEMM_TARGET * 100}% ${verdict(share)}`;
+    const share = best(b) / Math.max(r.simdPeakGflops, r.simdPeakMaddGflops);
+    let s = `${b.name}: baseline ${pct(share)} of the peak (best runs), target >= ${GEMM_TARGET * 100}% ${verdict(share)}`;
     if (x) {
       const xs = best(x.gemm[i]) / Math.max(x.simdPeakMaddGflops, x.simdPeakGflops);
       s += `; relaxed build ${pct(xs)} of its peak (FMA ${x.simdPeakMaddGflops.toFixed(1)}, mul+add ${x.simdPeakGflops.toFixed(1)} GFLOP/s) ${verdict(xs)}`;
