@@ -17,7 +17,7 @@ import { chromium, type Browser } from "playwright-core";
 import { KERNEL_FILES, type KernelIsa } from "../src/kernels.js";
 import { kernelWasmPath } from "../src/node/loadKernels.js";
 import { CHROMIUM, CHROMIUM_ARGS } from "../test/chromium.js";
-import { GEMM_TARGET, median, timeSamples, type GemmBenchRow } from "./gemm.js";
+import { GEMM_TARGET, gemmRow, timeSamples, type GemmBenchRow } from "./gemm.js";
 
 export interface ChromiumBuildBench {
   isa: KernelIsa;
@@ -207,18 +207,9 @@ export async function runChromiumKernelBench(
       isa,
       simdPeakGflops: peak(s.peak[i]),
       simdPeakMaddGflops: peak(s.peakMadd[i]),
-      gemm: SHAPES.map(([M, N, K], j) => {
-        const flops = 2 * M * N * K;
-        const ms = median(s.gemm[j][i]);
-        const bestMs = Math.min(...s.gemm[j][i]);
-        return {
-          name: `gemm NN M=${M} N=${N} K=${K}`,
-          ms,
-          bestMs,
-          gflops: flops / ms / 1e6,
-          bestGflops: flops / bestMs / 1e6,
-        };
-      }),
+      gemm: SHAPES.map(([M, N, K], j) =>
+        gemmRow(`gemm NN M=${M} N=${N} K=${K}`, 2 * M * N * K, s.gemm[j][i]),
+      ),
     }));
     return { browser: `Chromium ${browser.version()}`, windows: rounds * perRound, builds };
   } finally {

@@ -81,7 +81,7 @@ interface PeakExports {
   simd_peak_madd_f32(iters: number, ma: number): number;
 }
 
-export function median(xs: number[]): number {
+function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1];
 }
@@ -119,6 +119,13 @@ export function timeSamples(fns: (() => void)[], runs: number): number[][] {
     }
   }
   return samples;
+}
+
+/** A row from one kernel's timed windows (ms per call): median and fastest, and their GFLOP/s. */
+export function gemmRow(name: string, flops: number, windowsMs: number[]): GemmBenchRow {
+  const ms = median(windowsMs);
+  const bestMs = Math.min(...windowsMs);
+  return { name, ms, bestMs, gflops: flops / ms / 1e6, bestGflops: flops / bestMs / 1e6 };
 }
 
 /** Median and best ms per call of each fn (timeSamples). */
@@ -315,17 +322,7 @@ async function measure(
   const peak = peakSamples.map((s) => (iters * 96) / Math.min(...s) / 1e6);
   const peakMadd = peakMaddSamples.map((s) => (iters * 96) / Math.min(...s) / 1e6);
   const gemmRows: GemmBenchRow[][] = cases.map((c, j) =>
-    caseSamples[j].map((s) => {
-      const ms = median(s);
-      const bestMs = Math.min(...s);
-      return {
-        name: c.name,
-        ms,
-        bestMs,
-        gflops: c.flops / ms / 1e6,
-        bestGflops: c.flops / bestMs / 1e6,
-      };
-    }),
+    caseSamples[j].map((s) => gemmRow(c.name, c.flops, s)),
   );
   const layers: ConvLayer[] = [
     { name: "28x28x1->32", N: 64, H: 28, W: 28, C: 1, F: 32 },
