@@ -8,7 +8,7 @@
 // Options: --quick (fewer epochs/batches/runs/spawns, for a smoke run),
 // --only mlp|cnn|parallel|gemm|chromium|inference|cold|size.
 import { execSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { Model } from "../src/model.js";
@@ -56,7 +56,11 @@ interface TrainRow {
 async function main(): Promise<void> {
   const dataDir = fullDataDir() ?? defaultDataDir();
   const { train, test } = await readIdxDataset(dataDir);
-  const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+  const cpu = cpuId();
+  const cpuText = cpu
+    ? ` (family ${cpu.family} model ${cpu.model}${cpu.flags.length ? `; ${cpu.flags.join(" ")}` : ""})`
+    : "";
+  const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}${cpuText}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const v = codeVersion();
   const code = v.commit
     ? `commit ${v.commit.slice(0, 7)}${v.dirty ? " + uncommitted changes" : ""}`
@@ -75,6 +79,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     ...v,
     machine,
+    cpu,
     kernelIsa: isa,
     execArgv,
     data: dataDir,
@@ -222,6 +227,27 @@ async function main(): Promise<void> {
   );
   writeFileSync(file, JSON.stringify(results, null, 2));
   console.log(`\nresults written to ${file}`);
+}
+
+/**
+ * The CPU's family and model numbers and the vector extensions that decide kernel speed, from
+ * /proc/cpuinfo (Linux; undefined elsewhere). A VM's model name can be just "AMD EPYC" for every
+ * generation: family 25 is Zen 3/4 and 26 Zen 5, and the GEMM's share of the peak differs between them.
+ */
+function cpuId(): { family: number; model: number; flags: string[] } | undefined {
+  try {
+    const info = readFileSync("/proc/cpuinfo", "utf8");
+    const field = (name: string): string | undefined =>
+      new RegExp(`^${name}\\s*: (.*)$`, "m").exec(info)?.[1];
+    const have = new Set((field("flags") ?? "").split(" "));
+    return {
+      family: Number(field("cpu family")),
+      model: Number(field("model")),
+      flags: ["fma", "avx2", "avx512f"].filter((f) => have.has(f)),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 /** The commit measured, and whether the working tree differed from it (results files aside). */
