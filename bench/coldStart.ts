@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs";
 import { defaultDataDir, packageRoot, readIdxDataset } from "../src/node/readDataset.js";
 import { benchModel, tfjsFoldedModel } from "./inference.js";
 import { useTfjsWasm } from "./tfjsBaseline.js";
-import { median } from "./stats.js";
+import { median, ratioVerdict } from "./stats.js";
 
 export type ColdRuntime = "bare" | "edgenn" | "ort" | "tfjs";
 
@@ -178,6 +178,6 @@ export function printColdStartTable(r: ColdResult): void {
   }
   for (const e of byModel.values())
     console.log(
-      `${e.model} target: cold start <= ${COLD_TARGET_VS_BARE}x bare Node: ${e.vsBare.toFixed(2)}x ${e.vsBare <= COLD_TARGET_VS_BARE ? "met" : "NOT met"}`,
+      `${e.model} target: cold start <= ${COLD_TARGET_VS_BARE}x bare Node: ${ratioVerdict(e.vsBare, COLD_TARGET_VS_BARE, false)}`,
     );
 }

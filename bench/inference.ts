@@ -27,6 +27,7 @@ import { cnnSpec, mlpSpec } from "../src/referenceModels.js";
 import type { ModelSpec } from "../src/spec.js";
 import { buildOnnxModel, ortPredict, ortSession } from "./onnxGraph.js";
 import { useTfjsWasm } from "./tfjsBaseline.js";
+import { ratioVerdict } from "./stats.js";
 
 export const MAX_ABS_DIFF = 1e-4;
 
@@ -437,7 +438,7 @@ export function printInferenceTable(results: InferenceResult[]): void {
     }
     const t = INFERENCE_TARGETS[r.model as "mlp" | "cnn"];
     console.log(
-      `${r.model} targets: batch-1 latency <= ${t.latencyVsOrt}x ORT: ${r.ratios.latencyVsOrt.toFixed(2)}x ${r.ratios.latencyVsOrt <= t.latencyVsOrt ? "met" : "NOT met"}; batch-64 >= ${t.throughputVsBest}x the better baseline: ${r.ratios.throughputVsBest.toFixed(2)}x ${r.ratios.throughputVsBest >= t.throughputVsBest ? "met" : "NOT met"}`,
+      `${r.model} targets: batch-1 latency <= ${t.latencyVsOrt}x ORT: ${ratioVerdict(r.ratios.latencyVsOrt, t.latencyVsOrt, false)}; batch-64 >= ${t.throughputVsBest}x the better baseline: ${ratioVerdict(r.ratios.throughputVsBest, t.throughputVsBest, true)}`,
     );
   }
 }

@@ -26,6 +26,7 @@ import { printBundleSizeTable, runBundleSizeBench } from "./bundleSize.js";
 import { printColdStartTable, runColdStartBench } from "./coldStart.js";
 import { printInferenceTable, runInferenceBench } from "./inference.js";
 import { runParallelBench } from "./parallel.js";
+import { ratioVerdict } from "./stats.js";
 import { engineAccuracy } from "../src/engine.js";
 import { InferenceEngine } from "../src/node/engine.js";
 import { exportModel } from "../src/export.js";
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
       );
     for (const r of rows)
       console.log(
-        `${r.model} target: training >= ${r.target.vsTfjs}x TF.js wasm: ${r.ratio!.toFixed(1)}x ${r.ratio! >= r.target.vsTfjs ? "met" : "NOT met"}`,
+        `${r.model} target: training >= ${r.target.vsTfjs}x TF.js wasm: ${ratioVerdict(r.ratio!, r.target.vsTfjs, true, 1)}`,
       );
     results.training = rows;
   }
