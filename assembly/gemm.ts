@@ -38,7 +38,7 @@
 // 4x8 tile stays: with FMA its 8 accumulators exactly cover 2 pipes x 4 cycles of latency, and in
 // L1 it reaches ~48-50 GFLOP/s; a 6x8 FMA tile (12 accumulators, no mul temporaries) measured ~36.
 // On Zen 5 (the project's machine from 2026-11-27; 8-wide dispatch, 4 load pipes) the same baseline
-// tile runs at 94-97% of a ~61-65 GFLOP/s mul+add peak (npm run bench, five runs): the loads no
+// tile runs at 94-97% of a ~61-65 GFLOP/s mul+add peak (npm run bench, six runs): the loads no
 // longer bound it, and the relaxed build's FMA gains nothing there (0.97-1.00x).
 
 import { Isa } from "./isa";
